@@ -1,0 +1,1 @@
+"""Per-node boot artefacts (iPXE script, DHCP host entry) and the boot endpoints."""

@@ -1,0 +1,1 @@
+"""The HTTP layer: one package per resource (views + schemas), plus shared plumbing."""

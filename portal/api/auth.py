@@ -1,0 +1,77 @@
+"""Authentication of every /v1 request and the role checks views use."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+from flask import current_app, g, request
+from werkzeug.exceptions import Forbidden, Unauthorized
+
+from tenants.principal import Principal
+
+F = TypeVar("F", bound=Callable[..., Any])
+CACHE_TTL = 5.0  # seconds a validated token is trusted without a database round trip
+
+
+def token_from_request() -> str | None:
+    token = request.headers.get("X-Auth-Token")
+    if token:
+        return token.strip()
+    header = request.headers.get("Authorization", "")
+    if header[:7].lower() == "bearer ":
+        return header[7:].strip()
+    return None
+
+
+def authenticate() -> None:
+    """before_request hook: sets ``g.principal`` or answers 401."""
+    token = token_from_request()
+    if not token:
+        raise Unauthorized(
+            "no token: send 'X-Auth-Token: <token>' or 'Authorization: Bearer <token>'"
+        )
+    cache: dict[str, tuple[float, Principal]] = current_app.extensions["bms_token_cache"]
+    hit = cache.get(token)
+    now = time.monotonic()
+    if hit and now - hit[0] < CACHE_TTL:
+        g.principal = hit[1]
+        return
+    ctx = current_app.extensions["bms"]
+    with ctx.session() as s:
+        principal = ctx.auth.authenticate(s, token)
+    if principal is None:
+        cache.pop(token, None)
+        raise Unauthorized("invalid, expired or revoked token")
+    if len(cache) > 10_000:
+        cache.clear()
+    cache[token] = (now, principal)
+    g.principal = principal
+
+
+def principal() -> Principal:
+    return g.principal  # type: ignore[no-any-return]
+
+
+def admin_only(fn: F) -> F:
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not principal().is_admin:
+            raise Forbidden("this action requires the 'admin' role")
+        return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def writer(fn: F) -> F:
+    """Members and admins may change things; readers may not."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not principal().can_write:
+            raise Forbidden("the 'reader' role may not change anything")
+        return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,69 @@
+"""Flavor schemas (Nova field names, Ironic resource classes)."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from portal.api.pagination import ListArgs
+
+
+class FlavorCreate(Schema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    description = fields.String(allow_none=True, validate=validate.Length(max=1000))
+    vcpus = fields.Integer(required=True, validate=validate.Range(min=1, max=100_000))
+    ram_mb = fields.Integer(required=True, validate=validate.Range(min=1, max=2**40))
+    disk_gb = fields.Integer(required=True, validate=validate.Range(min=0, max=2**30))
+    cpu_arch = fields.String(
+        allow_none=True, validate=validate.OneOf(["x86_64", "aarch64", "ppc64le", "s390x"])
+    )
+    resource_class = fields.String(
+        load_default="baremetal", validate=validate.Regexp(r"^[A-Za-z0-9_.-]{1,80}$")
+    )
+    extra_specs = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(),
+        load_default=dict,
+        metadata={"example": {"capabilities:boot_mode": "uefi", "trait:CUSTOM_GPU": "forbidden"}},
+    )
+    is_public = fields.Boolean(load_default=True)
+
+
+class FlavorUpdate(Schema):
+    description = fields.String(allow_none=True, validate=validate.Length(max=1000))
+    extra_specs = fields.Dict(keys=fields.String(), values=fields.String())
+    disabled = fields.Boolean()
+
+
+class FlavorOut(Schema):
+    id = fields.String()
+    name = fields.String()
+    description = fields.String(allow_none=True)
+    vcpus = fields.Integer()
+    ram_mb = fields.Integer()
+    disk_gb = fields.Integer()
+    cpu_arch = fields.String(allow_none=True)
+    resource_class = fields.String()
+    extra_specs = fields.Dict()
+    is_public = fields.Boolean()
+    disabled = fields.Boolean()
+    created_at = fields.DateTime()
+
+
+class FlavorList(Schema):
+    flavors = fields.List(fields.Nested(FlavorOut))
+    next = fields.String(allow_none=True)
+
+
+class FlavorListArgs(ListArgs):
+    resource_class = fields.String()
+    is_public = fields.Boolean()
+    min_vcpus = fields.Integer()
+    min_ram_mb = fields.Integer()
+
+
+class AccessBody(Schema):
+    project_id = fields.String(required=True)
+
+
+class AccessList(Schema):
+    projects = fields.List(fields.String())

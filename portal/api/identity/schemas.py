@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from portal.api.pagination import ListArgs
+from tenants.roles import ROLES
+
+NAME = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,254}$")
+
+
+class ProjectCreate(Schema):
+    name = fields.String(required=True, validate=NAME)
+    description = fields.String(allow_none=True, validate=validate.Length(max=1000))
+
+
+class ProjectOut(Schema):
+    id = fields.String()
+    name = fields.String()
+    description = fields.String(allow_none=True)
+    enabled = fields.Boolean()
+    created_at = fields.DateTime()
+
+
+class ProjectList(Schema):
+    projects = fields.List(fields.Nested(ProjectOut))
+    next = fields.String(allow_none=True)
+
+
+class UserCreate(Schema):
+    name = fields.String(required=True, validate=NAME)
+    project_id = fields.String(required=True)
+    role = fields.String(load_default="member", validate=validate.OneOf(ROLES))
+
+
+class UserOut(Schema):
+    id = fields.String()
+    name = fields.String()
+    project_id = fields.String()
+    role = fields.String()
+    enabled = fields.Boolean()
+    created_at = fields.DateTime()
+
+
+class UserList(Schema):
+    users = fields.List(fields.Nested(UserOut))
+    next = fields.String(allow_none=True)
+
+
+class UserListArgs(ListArgs):
+    project_id = fields.String()
+
+
+class TokenCreate(Schema):
+    description = fields.String(allow_none=True, validate=validate.Length(max=255))
+    expires_at = fields.AwareDateTime(allow_none=True)
+
+
+class TokenOut(Schema):
+    id = fields.String()
+    user_id = fields.String()
+    prefix = fields.String()
+    description = fields.String(allow_none=True)
+    expires_at = fields.DateTime(allow_none=True)
+    revoked = fields.Boolean()
+    created_at = fields.DateTime()
+    token = fields.String(metadata={"description": "shown once, at creation"})
+
+
+class QuotaOut(Schema):
+    project_id = fields.String()
+    limits = fields.Function(
+        lambda q: {"instances": q.instances, "vcpus": q.vcpus, "ram_mb": q.ram_mb}
+    )
+    in_use = fields.Function(
+        lambda q: {"instances": q.instances_used, "vcpus": q.vcpus_used, "ram_mb": q.ram_mb_used}
+    )
+
+
+class QuotaUpdate(Schema):
+    instances = fields.Integer(validate=validate.Range(min=-1, max=10**9))
+    vcpus = fields.Integer(validate=validate.Range(min=-1, max=10**9))
+    ram_mb = fields.Integer(validate=validate.Range(min=-1, max=2**50))

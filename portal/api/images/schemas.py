@@ -1,0 +1,68 @@
+"""Image schemas (Glance field names)."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from portal.api.pagination import ListArgs
+
+VISIBILITY = ("public", "private", "shared", "community")
+SHA256 = validate.Regexp(r"^[0-9a-fA-F]{64}$", error="a sha256 is 64 hex digits")
+
+
+class ImageCreate(Schema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    disk_format = fields.String(load_default="raw", validate=validate.OneOf(["raw", "qcow2"]))
+    container_format = fields.String(load_default="bare", validate=validate.OneOf(["bare"]))
+    min_disk = fields.Integer(load_default=0, validate=validate.Range(min=0, max=2**30))
+    min_ram = fields.Integer(load_default=0, validate=validate.Range(min=0, max=2**40))
+    visibility = fields.String(load_default="private", validate=validate.OneOf(VISIBILITY))
+    protected = fields.Boolean(load_default=False)
+    sha256 = fields.String(
+        data_key="sha256",
+        attribute="expected_sha256",
+        validate=SHA256,
+        metadata={"description": "checked when the data is uploaded"},
+    )
+    owner = fields.String(metadata={"description": "admins only: the owning project"})
+
+
+class ImageUpdate(Schema):
+    name = fields.String(validate=validate.Length(min=1, max=255))
+    visibility = fields.String(validate=validate.OneOf(VISIBILITY))
+    protected = fields.Boolean()
+    min_disk = fields.Integer(validate=validate.Range(min=0, max=2**30))
+
+
+class ImageOut(Schema):
+    id = fields.String()
+    name = fields.String()
+    disk_format = fields.String()
+    container_format = fields.String()
+    min_disk = fields.Integer()
+    min_ram = fields.Integer()
+    visibility = fields.String()
+    owner = fields.String(allow_none=True)
+    status = fields.String()
+    size = fields.Integer(allow_none=True)
+    sha256 = fields.String(attribute="checksum_sha256", allow_none=True)
+    protected = fields.Boolean()
+    file = fields.Function(lambda i: f"/v1/images/{i.id}/file")
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime(allow_none=True)
+
+
+class ImageList(Schema):
+    images = fields.List(fields.Nested(ImageOut))
+    next = fields.String(allow_none=True)
+
+
+class ImageListArgs(ListArgs):
+    name = fields.String()
+    visibility = fields.String(validate=validate.OneOf(VISIBILITY))
+    status = fields.String(validate=validate.OneOf(["queued", "active", "killed"]))
+    owner = fields.String()
+
+
+class MemberBody(Schema):
+    project_id = fields.String(required=True)

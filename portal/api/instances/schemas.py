@@ -1,0 +1,81 @@
+"""Instance schemas (Nova-like servers)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import g
+from marshmallow import Schema, fields, validate
+
+from portal.api.pagination import ListArgs
+from portal.core.states import INSTANCE_FSM
+
+
+class InstanceCreate(Schema):
+    name = fields.String(
+        required=True,
+        validate=validate.Regexp(
+            r"^[A-Za-z0-9][A-Za-z0-9.-]{0,62}$", error="a hostname: letters, digits, '.', '-'"
+        ),
+    )
+    flavor = fields.String(required=True, metadata={"description": "flavor id or name"})
+    image = fields.String(required=True, metadata={"description": "image id"})
+    key_names = fields.List(fields.String(), load_default=list, validate=validate.Length(max=20))
+    networks = fields.List(fields.String(), load_default=list, validate=validate.Length(max=8))
+    user_data = fields.String(allow_none=True, validate=validate.Length(max=65535))
+
+
+class AddressOut(Schema):
+    network_id = fields.String()
+    address = fields.String()
+
+
+class FaultOut(fields.Field):
+    """Admins see the scheduler's full detail; tenants the message only."""
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kw: Any) -> Any:
+        if not value:
+            return None
+        principal = getattr(g, "principal", None)
+        if principal is not None and principal.is_admin:
+            return value
+        return {"code": value.get("code"), "message": value.get("message")}
+
+
+class InstanceOut(Schema):
+    id = fields.String()
+    name = fields.String()
+    project_id = fields.String()
+    user_id = fields.String(allow_none=True)
+    flavor_id = fields.String()
+    image_id = fields.String()
+    node_id = fields.Method("_node")
+    status = fields.String()
+    task_state = fields.String(allow_none=True)
+    progress = fields.Integer()
+    fault = FaultOut()
+    key_names = fields.Method("_keys")
+    addresses = fields.List(fields.Nested(AddressOut))
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime(allow_none=True)
+    launched_at = fields.DateTime(allow_none=True)
+    terminated_at = fields.DateTime(allow_none=True)
+
+    def _keys(self, inst: Any) -> list[str]:
+        return [k["name"] for k in inst.ssh_keys or []]
+
+    def _node(self, inst: Any) -> str | None:
+        principal = getattr(g, "principal", None)
+        return inst.node_id if principal is not None and principal.is_admin else None
+
+
+class InstanceList(Schema):
+    instances = fields.List(fields.Nested(InstanceOut))
+    next = fields.String(allow_none=True)
+
+
+class InstanceListArgs(ListArgs):
+    status = fields.String(validate=validate.OneOf(sorted(INSTANCE_FSM.states)))
+    name = fields.String()
+    project_id = fields.String(metadata={"description": "admins only"})
+    include_deleted = fields.Boolean(load_default=False)

@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from portal.api.pagination import ListArgs
+
+
+class KeypairCreate(Schema):
+    name = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9_. -]{1,255}$"))
+    public_key = fields.String(required=True, validate=validate.Length(min=16, max=16384))
+
+
+class KeypairOut(Schema):
+    id = fields.String()
+    name = fields.String()
+    type = fields.String()
+    public_key = fields.String()
+    fingerprint = fields.String()
+    user_id = fields.String()
+    created_at = fields.DateTime()
+
+
+class KeypairList(Schema):
+    keypairs = fields.List(fields.Nested(KeypairOut))
+    next = fields.String(allow_none=True)
+
+
+class KeypairListArgs(ListArgs):
+    name = fields.String()

@@ -1,0 +1,117 @@
+"""Bulk enrollment from JSON or CSV: a result per row, and nothing half-created on a bad row.
+
+Each row (node plus its ports) is created in its own savepoint: a bad row is rolled back
+whole and reported, good rows are kept. With ``atomic=True`` one bad row rejects the file.
+
+CSV columns: ``name, driver, resource_class, owner``, dotted columns for dictionaries
+(``driver_info.ipmi_address``, ``properties.cpus``), ``capabilities`` as ``k:v;k:v``,
+``traits`` as ``A;B``, ``ports`` as ``mac[@physnet];mac``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+from marshmallow import ValidationError
+from sqlalchemy.orm import Session
+
+from portal.api.nodes.schemas import NodeCreate
+from portal.api.problems import _flatten
+from portal.core.errors import DomainError, Invalid
+from portal.services import nodes as node_service
+from portal.services.context import Context
+from tenants.principal import Principal
+
+
+def parse(content: bytes, content_type: str) -> list[dict[str, Any]]:
+    text = content.decode("utf-8-sig")
+    if "csv" in content_type:
+        return [_csv_row(r) for r in csv.DictReader(io.StringIO(text))]
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise Invalid(f"not valid JSON: {exc}", field="body") from None
+    rows = doc.get("nodes") if isinstance(doc, dict) else doc
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise Invalid('expected a list of node objects, or {"nodes": [...]}', field="body")
+    return rows
+
+
+def _csv_row(raw: dict[str, str | None]) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key is None or value is None or value.strip() == "":
+            continue
+        value = value.strip()
+        key = key.strip()
+        if key == "capabilities":
+            row[key] = dict(kv.split(":", 1) for kv in value.split(";") if ":" in kv)
+        elif key == "traits":
+            row[key] = [t.strip() for t in value.split(";") if t.strip()]
+        elif key == "ports":
+            row[key] = [
+                {"address": p.split("@")[0].strip(), "physical_network": p.split("@")[1].strip()}
+                if "@" in p
+                else {"address": p.strip()}
+                for p in value.split(";")
+                if p.strip()
+            ]
+        elif "." in key:
+            top, sub = key.split(".", 1)
+            row.setdefault(top, {})[sub] = value
+        else:
+            row[key] = value
+    return row
+
+
+def import_rows(
+    ctx: Context, s: Session, rows: list[dict[str, Any]], actor: Principal, atomic: bool = False
+) -> dict[str, Any]:
+    results: list[dict[str, Any]] = []
+    schema = NodeCreate()
+    for number, raw in enumerate(rows, start=1):
+        name = raw.get("name") if isinstance(raw.get("name"), str) else None
+        try:
+            data = schema.load(raw)
+            with s.begin_nested():
+                node = node_service.create_node(ctx, s, data, actor)
+            results.append(
+                {
+                    "row": number,
+                    "status": "created",
+                    "uuid": node.id,
+                    "name": node.name,
+                    "errors": [],
+                }
+            )
+        except ValidationError as exc:
+            results.append(
+                {
+                    "row": number,
+                    "status": "error",
+                    "uuid": None,
+                    "name": name,
+                    "errors": _flatten({"row": exc.normalized_messages()}),
+                }
+            )
+        except DomainError as exc:
+            errors = exc.extra.get("errors") or [
+                {"field": exc.extra.get("field", ""), "message": exc.detail}
+            ]
+            results.append(
+                {"row": number, "status": "error", "uuid": None, "name": name, "errors": errors}
+            )
+    failed = sum(r["status"] == "error" for r in results)
+    if atomic and failed:
+        s.rollback()
+        for r in results:
+            if r["status"] == "created":
+                r.update(status="rolled back", uuid=None)
+    return {
+        "created": len(results) - failed if not (atomic and failed) else 0,
+        "failed": failed,
+        "results": results,
+    }

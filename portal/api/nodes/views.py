@@ -1,0 +1,212 @@
+"""/v1/nodes and /v1/ports (admin only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from sqlalchemy import select
+
+from portal.api.auth import admin_only, authenticate, principal
+from portal.api.common import PatchOp, apply_patch, ctx, tx
+from portal.api.nodes import importer
+from portal.api.nodes.schemas import (
+    ImportResult,
+    MaintenanceBody,
+    NodeCreate,
+    NodeList,
+    NodeListArgs,
+    NodeOut,
+    NodePatchable,
+    PortCreate,
+    PortList,
+    PortListArgs,
+    PortOut,
+    PowerBody,
+    ProvisionBody,
+    ValidationOut,
+)
+from portal.api.pagination import page
+from portal.core.models import Node, Port
+from portal.core.secrets import redact
+from portal.services import nodes as svc
+from portal.services.lookup import get_or_404, node_by_ident
+
+blp = Blueprint(
+    "nodes", __name__, url_prefix="/v1", description="Bare-metal nodes and ports (admin)"
+)
+blp.before_request(authenticate)
+
+NODE_SORT = ("created_at", "name", "provision_state", "resource_class", "updated_at")
+
+
+@blp.route("/nodes")
+class Nodes(MethodView):
+    @admin_only
+    @blp.arguments(NodeListArgs, location="query")
+    @blp.response(200, NodeList)
+    def get(self, args: dict[str, Any]) -> dict[str, Any]:
+        """List nodes, with filters, sorting and limit/marker pagination."""
+        stmt = select(Node)
+        for key in ("provision_state", "resource_class", "maintenance", "owner", "driver"):
+            if key in args:
+                stmt = stmt.where(getattr(Node, key) == args[key])
+        if "associated" in args:
+            col = Node.instance_id
+            stmt = stmt.where(col.is_not(None) if args["associated"] else col.is_(None))
+        with tx() as s:
+            items, next_url = page(s, stmt, Node, args, NODE_SORT)
+            return {"nodes": items, "next": next_url}
+
+    @admin_only
+    @blp.arguments(NodeCreate)
+    @blp.response(201, NodeOut)
+    def post(self, data: dict[str, Any]) -> Any:
+        """Enroll a node (and its ports). It starts in ``enroll``."""
+        with tx() as s:
+            node = svc.create_node(ctx(), s, data, principal())
+            return node, 201, {"Location": f"/v1/nodes/{node.id}"}
+
+
+@blp.route("/nodes/import")
+class NodeImport(MethodView):
+    @admin_only
+    @blp.response(200, ImportResult)
+    @blp.doc(
+        requestBody={"content": {"application/json": {}, "text/csv": {}}},
+        parameters=[{"in": "query", "name": "atomic", "schema": {"type": "boolean"}}],
+    )
+    def post(self) -> dict[str, Any]:
+        """Bulk enroll from a JSON list or a CSV file: a result per row."""
+        rows = importer.parse(request.get_data(), request.content_type or "application/json")
+        atomic = request.args.get("atomic", "false").lower() in ("1", "true", "yes")
+        with tx() as s:
+            return importer.import_rows(ctx(), s, rows, principal(), atomic=atomic)
+
+
+@blp.route("/nodes/<ident>")
+class NodeItem(MethodView):
+    @admin_only
+    @blp.response(200, NodeOut)
+    def get(self, ident: str) -> Node:
+        """Show a node, by uuid or name."""
+        with tx() as s:
+            return node_by_ident(s, ident)
+
+    @admin_only
+    @blp.arguments(PatchOp(many=True))
+    @blp.response(200, NodeOut)
+    def patch(self, ops: list[dict[str, Any]], ident: str) -> Node:
+        """Change fields with a JSON Patch (add / replace / remove)."""
+        with tx() as s:
+            node = node_by_ident(s, ident, for_update=True)
+            doc = NodeOut().dump(node)
+            doc["driver_info"] = redact(node.driver_info or {})
+            changes = apply_patch(doc, ops, NodePatchable())
+            return svc.update_node(ctx(), s, node, changes, principal())
+
+    @admin_only
+    @blp.response(204)
+    def delete(self, ident: str) -> None:
+        """Delete a node that holds no instance and is not busy."""
+        with tx() as s:
+            svc.delete_node(s, node_by_ident(s, ident, for_update=True), principal())
+
+
+@blp.route("/nodes/<ident>/states/provision")
+class NodeProvision(MethodView):
+    @admin_only
+    @blp.arguments(ProvisionBody)
+    @blp.response(202, NodeOut)
+    def put(self, body: dict[str, Any], ident: str) -> Node:
+        """Move a node through its state machine; 409 names the allowed actions."""
+        with tx() as s:
+            node = node_by_ident(s, ident, for_update=True)
+            return svc.provision(ctx(), s, node, body["target"], principal())
+
+
+@blp.route("/nodes/<ident>/states/power")
+class NodePower(MethodView):
+    @admin_only
+    @blp.arguments(PowerBody)
+    @blp.response(202, NodeOut)
+    def put(self, body: dict[str, Any], ident: str) -> Node:
+        """Power on, power off or reboot (runs in a worker)."""
+        with tx() as s:
+            return svc.power(ctx(), s, node_by_ident(s, ident), body["target"], principal())
+
+
+@blp.route("/nodes/<ident>/maintenance")
+class NodeMaintenance(MethodView):
+    @admin_only
+    @blp.arguments(MaintenanceBody)
+    @blp.response(200, NodeOut)
+    def put(self, body: dict[str, Any], ident: str) -> Node:
+        """Set maintenance: blocks provisioning actions and scheduling."""
+        with tx() as s:
+            return svc.set_maintenance(
+                s, node_by_ident(s, ident), True, body.get("reason"), principal()
+            )
+
+    @admin_only
+    @blp.response(200, NodeOut)
+    def delete(self, ident: str) -> Node:
+        """Unset maintenance."""
+        with tx() as s:
+            return svc.set_maintenance(s, node_by_ident(s, ident), False, None, principal())
+
+
+@blp.route("/nodes/<ident>/validate")
+class NodeValidate(MethodView):
+    @admin_only
+    @blp.response(200, ValidationOut)
+    def get(self, ident: str) -> dict[str, Any]:
+        """Check driver_info per interface, without touching hardware."""
+        with tx() as s:
+            return svc.validate(ctx(), s, node_by_ident(s, ident))
+
+
+@blp.route("/ports")
+class Ports(MethodView):
+    @admin_only
+    @blp.arguments(PortListArgs, location="query")
+    @blp.response(200, PortList)
+    def get(self, args: dict[str, Any]) -> dict[str, Any]:
+        """List ports."""
+        stmt = select(Port)
+        with tx() as s:
+            if "node" in args:
+                stmt = stmt.where(Port.node_id == node_by_ident(s, args["node"]).id)
+            if "address" in args:
+                stmt = stmt.where(Port.address == svc.normalize_mac(args["address"]))
+            items, next_url = page(s, stmt, Port, args, ("created_at", "address"))
+            return {"ports": items, "next": next_url}
+
+    @admin_only
+    @blp.arguments(PortCreate)
+    @blp.response(201, PortOut)
+    def post(self, data: dict[str, Any]) -> Port:
+        """Add a NIC to a node."""
+        with tx() as s:
+            node = node_by_ident(s, data.pop("node"))
+            return svc.create_port(s, node, data, principal())
+
+
+@blp.route("/ports/<port_id>")
+class PortItem(MethodView):
+    @admin_only
+    @blp.response(200, PortOut)
+    def get(self, port_id: str) -> Port:
+        """Show a port."""
+        with tx() as s:
+            return get_or_404(s, Port, port_id, "port")
+
+    @admin_only
+    @blp.response(204)
+    def delete(self, port_id: str) -> None:
+        """Remove a port."""
+        with tx() as s:
+            port = get_or_404(s, Port, port_id, "port")
+            s.delete(port)

@@ -1,0 +1,98 @@
+"""The Flask application factory."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, jsonify
+from flask_smorest import Api
+from sqlalchemy import select
+from werkzeug.exceptions import HTTPException
+
+from netboot.endpoints import make_blueprint as boot_blueprint
+from portal.api import problems
+from portal.api.common import close_session
+from portal.api.events.views import blp as events_blp
+from portal.api.flavors.views import blp as flavors_blp
+from portal.api.identity.views import blp as identity_blp
+from portal.api.images.views import blp as images_blp
+from portal.api.instances.views import blp as instances_blp
+from portal.api.keypairs.views import blp as keypairs_blp
+from portal.api.nodes.views import blp as nodes_blp
+from portal.core.config import Settings
+from portal.core.errors import DomainError
+from portal.core.models import Port
+from portal.services.context import Context
+
+log = logging.getLogger(__name__)
+
+
+class ProblemApi(Api):
+    """flask-smorest with RFC 9457 problem bodies for every HTTP error."""
+
+    def handle_http_exception(self, error: HTTPException) -> Any:
+        return problems.from_http_exception(error)
+
+
+def create_app(settings: Settings | None = None, context: Context | None = None) -> Flask:
+    settings = settings or (context.settings if context else Settings.from_env())
+    context = context or Context.build(settings)
+    app = Flask("portal")
+    app.config.update(
+        API_TITLE="BMS Portal",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/v1",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="/docs",
+        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/",
+        MAX_CONTENT_LENGTH=None,  # image uploads are streamed, never held in memory
+        JSON_SORT_KEYS=False,
+    )
+    app.extensions["bms"] = context
+    app.extensions["bms_token_cache"] = {}
+    api = ProblemApi(
+        app,
+        spec_kwargs={
+            "components": {
+                "securitySchemes": {
+                    "token": {"type": "apiKey", "in": "header", "name": "X-Auth-Token"}
+                }
+            },
+            "security": [{"token": []}],
+        },
+    )
+    for blp in (
+        nodes_blp,
+        flavors_blp,
+        images_blp,
+        instances_blp,
+        keypairs_blp,
+        identity_blp,
+        events_blp,
+    ):
+        api.register_blueprint(blp)
+
+    def node_for_mac(mac: str) -> str | None:
+        with context.session() as s:
+            return s.scalar(select(Port.node_id).where(Port.address == mac))
+
+    app.register_blueprint(
+        boot_blueprint(lambda: context.settings.var_dir / "netboot", node_for_mac)
+    )
+    app.teardown_request(close_session)
+    app.register_error_handler(DomainError, problems.from_domain_error)
+    app.register_error_handler(HTTPException, problems.from_http_exception)
+    if not settings.debug:
+        app.register_error_handler(Exception, problems.from_unexpected)
+
+    @app.get("/healthz")
+    def healthz() -> Any:
+        return jsonify(status="ok")
+
+    @app.get("/")
+    def root() -> Any:
+        return jsonify(name="BMS Portal", api="/v1", openapi="/v1/openapi.json", docs="/v1/docs")
+
+    return app

@@ -1,0 +1,309 @@
+"""The ``bms`` command: run the portal, migrate the database, administer it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from portal.core.config import Settings
+
+
+def _settings() -> Settings:
+    return Settings.from_env()
+
+
+def _context():  # type: ignore[no-untyped-def]
+    from portal.services.context import Context
+
+    return Context.build(_settings())
+
+
+@click.group()
+def main() -> None:
+    """BMS Portal: a multi-tenant bare-metal cloud."""
+
+
+@main.group()
+def db() -> None:
+    """Database schema (Alembic)."""
+
+
+@db.command("upgrade")
+@click.argument("revision", default="head")
+def db_upgrade(revision: str) -> None:
+    """Apply migrations up to REVISION (default: head)."""
+    from portal import migrate
+
+    settings = _settings()
+    migrate.upgrade(settings.database_url, revision)
+    click.echo(f"database at revision {migrate.current(settings.database_url)}")
+
+
+@db.command("current")
+def db_current() -> None:
+    """Show the current revision."""
+    from portal import migrate
+
+    click.echo(migrate.current(_settings().database_url) or "empty")
+
+
+@main.command()
+@click.option("--bind", default="127.0.0.1:8000", show_default=True)
+@click.option("--workers", default=2, show_default=True, help="gunicorn worker processes")
+def api(bind: str, workers: int) -> None:
+    """Serve the API with gunicorn."""
+    os.execvp(sys.executable, _gunicorn_argv(bind, workers))
+
+
+def _gunicorn_argv(bind: str, workers: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--bind",
+        bind,
+        "--workers",
+        str(workers),
+        "--worker-class",
+        "gthread",
+        "--threads",
+        "4",
+        "--access-logfile",
+        "-",
+        "--no-control-socket",
+        "wsgi:app",
+    ]
+
+
+@main.command()
+@click.option("--burst", is_flag=True, help="exit when the queue is empty")
+@click.option(
+    "--reconcile/--no-reconcile",
+    default=True,
+    show_default=True,
+    help="also run the periodic reconciler",
+)
+def worker(burst: bool, reconcile: bool) -> None:
+    """Run an RQ worker (and the reconciler) for hardware jobs."""
+    from workers.main import run_worker, start_reconciler
+
+    settings = _settings()
+    if reconcile and not burst:
+        start_reconciler(settings.reconcile_interval)
+    ok = run_worker(burst=burst)
+    sys.exit(0 if ok or burst else 1)
+
+
+@main.command()
+def reconcile() -> None:
+    """Run the reconciler once and print what it did."""
+    from workers.jobs.reconcile import reconcile as run
+
+    click.echo(json.dumps(run()))
+
+
+@main.command()
+@click.option("--bind", default="127.0.0.1:8000", show_default=True)
+@click.option("--workers", "worker_count", default=2, show_default=True, help="RQ workers")
+@click.option("--demo/--no-demo", default=True, show_default=True, help="seed demo data")
+def up(bind: str, worker_count: int, demo: bool) -> None:
+    """All in one: migrate, start Redis if none is configured, API, workers, demo data."""
+    from portal import migrate
+    from workers.redis_conn import ensure_url
+
+    settings = _settings()
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    _url, embedded = ensure_url(settings.redis_url, settings.var_dir)
+    os.environ.setdefault("BMS_PUBLIC_URL", f"http://{bind}")
+    settings = _settings()
+    migrate.upgrade(settings.database_url)
+    children: list[subprocess.Popen[bytes]] = []
+    log_dir = settings.var_dir / "log"
+    log_dir.mkdir(exist_ok=True)
+    for i in range(worker_count):
+        out = open(log_dir / f"worker-{i}.log", "ab")  # noqa: SIM115 (lives as long as the child)
+        children.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "portal.cli", "worker"]
+                + ([] if i == 0 else ["--no-reconcile"]),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        )
+    children.append(subprocess.Popen(_gunicorn_argv(bind, 2)))
+    _wait_http(f"http://{bind}/healthz")
+    from portal.services import networks
+
+    ctx = _context()
+    with ctx.session() as s:
+        networks.ensure_provider(ctx, s)
+    if demo:
+        _seed_demo(ctx, settings, bind)
+    click.echo(f"BMS Portal is up on http://{bind}  (API docs: http://{bind}/v1/docs)")
+    click.echo(f"logs: {log_dir}; Ctrl-C stops everything")
+    _wait_and_stop(children, embedded)
+
+
+def _seed_demo(ctx, settings: Settings, bind: str) -> None:  # type: ignore[no-untyped-def]
+    from portal import demo
+
+    tokens = demo.seed(ctx)
+    env_file = settings.var_dir / "demo.env"
+    if tokens is None:
+        click.echo(f"demo data already present; tokens are in {env_file}")
+        return
+    env_file.write_text(
+        f"export BMS={'http://' + bind}\nexport ADMIN_TOKEN={tokens.admin}\n"
+        f"export TENANT_TOKEN={tokens.tenant}\nexport FLAVOR={tokens.flavor}\n"
+        f"export IMAGE={tokens.image}\n"
+    )
+    env_file.chmod(0o600)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and demo.provide_manageable(ctx) < 4:
+        time.sleep(0.5)
+    click.echo(
+        f"demo seeded: admin token {tokens.admin}\n             tenant token {tokens.tenant}"
+    )
+    click.echo(f"             (also in {env_file}: `. {env_file}`)")
+
+
+def _wait_http(url: str, timeout: float = 30) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise click.ClickException(f"API did not answer at {url}")
+
+
+def _wait_and_stop(children: list[subprocess.Popen[bytes]], embedded) -> None:  # type: ignore[no-untyped-def]
+    stop = False
+
+    def on_signal(*_: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    while not stop and all(c.poll() is None for c in children):
+        time.sleep(0.5)
+    for c in children:
+        if c.poll() is None:
+            c.send_signal(signal.SIGTERM)
+    for c in children:
+        try:
+            c.wait(15)
+        except subprocess.TimeoutExpired:
+            c.kill()
+    if embedded is not None:
+        embedded.stop()
+
+
+@main.command("demo")
+def demo_cmd() -> None:
+    """Seed demo data into a running installation (idempotent)."""
+    settings = _settings()
+    _seed_demo(_context(), settings, settings.public_url.removeprefix("http://"))
+
+
+@main.group()
+def node() -> None:
+    """Node administration."""
+
+
+@node.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--atomic", is_flag=True, help="all rows or none")
+def node_import(file: Path, atomic: bool) -> None:
+    """Enroll nodes from a JSON or CSV FILE; prints a result per row."""
+    from portal.api.nodes import importer
+    from portal.core.errors import DomainError
+    from portal.services.identity import SYSTEM
+
+    ctx = _context()
+    kind = "text/csv" if file.suffix.lower() == ".csv" else "application/json"
+    try:
+        rows = importer.parse(file.read_bytes(), kind)
+        with ctx.session() as s:
+            result = importer.import_rows(ctx, s, rows, SYSTEM, atomic=atomic)
+    except DomainError as exc:
+        raise click.ClickException(exc.detail) from None
+    click.echo(json.dumps(result, indent=2))
+    if result["failed"]:
+        sys.exit(1)
+
+
+@main.group()
+def admin() -> None:
+    """Projects, users and tokens."""
+
+
+@admin.command("create-project")
+@click.argument("name")
+def create_project(name: str) -> None:
+    from portal.services import identity
+
+    ctx = _context()
+    with ctx.session() as s:
+        click.echo(identity.create_project(ctx, s, name, None).id)
+
+
+@admin.command("create-user")
+@click.argument("name")
+@click.argument("project")
+@click.option("--role", default="member", type=click.Choice(["admin", "member", "reader"]))
+def create_user(name: str, project: str, role: str) -> None:
+    """Create a user and print a fresh API token for it."""
+    from sqlalchemy import or_, select
+
+    from portal.services import identity
+    from tenants.models import Project
+
+    ctx = _context()
+    with ctx.session() as s:
+        proj = s.scalar(select(Project).where(or_(Project.id == project, Project.name == project)))
+        if proj is None:
+            raise click.ClickException(f"project '{project}' not found")
+        user = identity.create_user(s, name, proj, role)
+        _, token = identity.create_token(s, user, "created by bms admin create-user", None)
+    click.echo(token)
+
+
+@main.group()
+def secrets() -> None:
+    """Encryption keys for secrets at rest."""
+
+
+@secrets.command("rotate")
+def secrets_rotate() -> None:
+    """Re-encrypt every stored secret with the first key of BMS_SECRET_KEYS."""
+    from sqlalchemy import select
+
+    from portal.core.models import Node
+
+    ctx = _context()
+    count = 0
+    with ctx.session() as s:
+        for n in s.scalars(select(Node)):
+            info = dict(n.driver_info or {})
+            for key, value in info.items():
+                if isinstance(value, str) and value.startswith("fernet:"):
+                    info[key] = ctx.cipher.rotate(value)
+                    count += 1
+            n.driver_info = info
+    click.echo(f"re-encrypted {count} secrets")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Domain core: imports nothing from the HTTP layer, tenants, scheduler, workers or netboot."""

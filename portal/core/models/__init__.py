@@ -1,0 +1,23 @@
+"""ORM models of the domain core. Tables owned by ``tenants`` are referenced by name only."""
+
+from portal.core.models.event import Event
+from portal.core.models.flavor import Flavor, FlavorAccess
+from portal.core.models.image import Image, ImageMember
+from portal.core.models.instance import Instance, Keypair
+from portal.core.models.network import IPAllocation, Network, Subnet
+from portal.core.models.node import Node, Port
+
+__all__ = [
+    "Event",
+    "Flavor",
+    "FlavorAccess",
+    "IPAllocation",
+    "Image",
+    "ImageMember",
+    "Instance",
+    "Keypair",
+    "Network",
+    "Node",
+    "Port",
+    "Subnet",
+]

@@ -1,0 +1,59 @@
+"""Instances (a tenant's bare-metal server) and keypairs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from portal.core.db import Base, TimestampMixin, new_uuid
+from portal.core.models.network import IPAllocation
+
+
+class Instance(TimestampMixin, Base):
+    __tablename__ = "instances"
+    __table_args__ = (Index("ix_instances_project_status", "project_id", "status"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
+    name: Mapped[str] = mapped_column(String(255))
+    project_id: Mapped[str] = mapped_column(String(36), ForeignKey("projects.id"))
+    user_id: Mapped[str | None] = mapped_column(String(36))
+    flavor_id: Mapped[str] = mapped_column(String(36), ForeignKey("flavors.id"))
+    image_id: Mapped[str] = mapped_column(String(36), ForeignKey("images.id"))
+    node_id: Mapped[str | None] = mapped_column(String(36), ForeignKey("nodes.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="BUILD")
+    task_state: Mapped[str | None] = mapped_column(String(40))
+    progress: Mapped[int] = mapped_column(Integer, default=0)
+    # {"message": ..., "code": ..., "details": {...}}; details may be admin-only.
+    fault: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    # What was reserved against the quota, so release returns exactly that.
+    vcpus: Mapped[int] = mapped_column(Integer)
+    ram_mb: Mapped[int] = mapped_column(Integer)
+    # Snapshot of the keypairs at create time: [{"name", "public_key", "fingerprint"}]
+    ssh_keys: Mapped[list[Any]] = mapped_column(default=list)
+    user_data: Mapped[str | None] = mapped_column(Text)
+    # Requested networks (ids); the provider network when none were asked for.
+    requested_networks: Mapped[list[Any]] = mapped_column(default=list)
+    # The RQ job working on this instance; the reconciler re-enqueues if it vanished.
+    job_id: Mapped[str | None] = mapped_column(String(64))
+    launched_at: Mapped[datetime | None] = mapped_column()
+    terminated_at: Mapped[datetime | None] = mapped_column()
+
+    addresses: Mapped[list[IPAllocation]] = relationship(
+        lazy="selectin", order_by="IPAllocation.address"
+    )
+
+
+class Keypair(TimestampMixin, Base):
+    __tablename__ = "keypairs"
+    __table_args__ = (UniqueConstraint("user_id", "name", name="uq_keypairs_user_name"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
+    name: Mapped[str] = mapped_column(String(255))
+    user_id: Mapped[str] = mapped_column(String(36), ForeignKey("users.id", ondelete="CASCADE"))
+    project_id: Mapped[str] = mapped_column(String(36), ForeignKey("projects.id"))
+    type: Mapped[str] = mapped_column(String(16), default="ssh")
+    public_key: Mapped[str] = mapped_column(Text)
+    fingerprint: Mapped[str] = mapped_column(String(128))

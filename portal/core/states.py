@@ -1,0 +1,101 @@
+"""The node and instance lifecycles, each declared once as a transition table.
+
+Node states follow Ironic's names so operators recognise them. ``done``, ``fail``,
+``wait`` and ``resume`` are fired by workers; the rest are user actions.
+
+    enroll --manage--> verifying --done--> manageable --provide--> cleaning --done--> available
+    available --deploy--> deploying --done--> active --undeploy--> deleting --done--> cleaning
+    deploying --wait--> wait call-back --resume--> deploying      (agent-driven steps)
+    cleaning  --wait--> clean wait     --resume--> cleaning
+    verifying --fail--> enroll; deploying/wait call-back --fail--> deploy failed;
+    cleaning/clean wait/deleting --fail--> clean failed
+    deploy failed --deploy--> deploying (retry) | --undeploy--> deleting
+    clean failed  --provide--> cleaning (retry) | --manage--> manageable
+"""
+
+from __future__ import annotations
+
+from portal.core.fsm import StateMachine
+
+ENROLL = "enroll"
+VERIFYING = "verifying"
+MANAGEABLE = "manageable"
+CLEANING = "cleaning"
+CLEAN_WAIT = "clean wait"
+CLEAN_FAILED = "clean failed"
+AVAILABLE = "available"
+DEPLOYING = "deploying"
+DEPLOY_WAIT = "wait call-back"
+DEPLOY_FAILED = "deploy failed"
+ACTIVE = "active"
+DELETING = "deleting"
+
+NODE_FSM = StateMachine(
+    name="node",
+    transitions={
+        (ENROLL, "manage"): VERIFYING,
+        (VERIFYING, "done"): MANAGEABLE,
+        (VERIFYING, "fail"): ENROLL,
+        (MANAGEABLE, "manage"): VERIFYING,  # re-verify after changing driver_info
+        (MANAGEABLE, "provide"): CLEANING,
+        (CLEANING, "done"): AVAILABLE,
+        (CLEANING, "wait"): CLEAN_WAIT,
+        (CLEANING, "fail"): CLEAN_FAILED,
+        (CLEAN_WAIT, "resume"): CLEANING,
+        (CLEAN_WAIT, "fail"): CLEAN_FAILED,
+        (CLEAN_FAILED, "provide"): CLEANING,
+        (CLEAN_FAILED, "manage"): MANAGEABLE,
+        (AVAILABLE, "manage"): MANAGEABLE,
+        (AVAILABLE, "deploy"): DEPLOYING,
+        (DEPLOYING, "done"): ACTIVE,
+        (DEPLOYING, "wait"): DEPLOY_WAIT,
+        (DEPLOYING, "fail"): DEPLOY_FAILED,
+        (DEPLOY_WAIT, "resume"): DEPLOYING,
+        (DEPLOY_WAIT, "fail"): DEPLOY_FAILED,
+        (DEPLOY_FAILED, "deploy"): DEPLOYING,
+        (DEPLOY_FAILED, "undeploy"): DELETING,
+        (ACTIVE, "undeploy"): DELETING,
+        (DELETING, "done"): CLEANING,
+        (DELETING, "fail"): CLEAN_FAILED,
+    },
+    targets={
+        VERIFYING: MANAGEABLE,
+        CLEANING: AVAILABLE,
+        CLEAN_WAIT: AVAILABLE,
+        DEPLOYING: ACTIVE,
+        DEPLOY_WAIT: ACTIVE,
+        DELETING: AVAILABLE,
+    },
+    internal_events=frozenset({"done", "fail", "wait", "resume"}),
+)
+
+# States in which a worker is (or should be) doing something; the reconciler watches them.
+NODE_TRANSIENT = frozenset({VERIFYING, CLEANING, CLEAN_WAIT, DEPLOYING, DEPLOY_WAIT, DELETING})
+# Where a lost job leaves a node (fired with "fail").
+NODE_STABLE = frozenset({ENROLL, MANAGEABLE, AVAILABLE, ACTIVE, DEPLOY_FAILED, CLEAN_FAILED})
+
+POWER_ON = "power on"
+POWER_OFF = "power off"
+REBOOT = "rebooting"
+POWER_TARGETS = (POWER_ON, POWER_OFF, REBOOT)
+
+BUILD = "BUILD"
+INSTANCE_ACTIVE = "ACTIVE"
+INSTANCE_DELETING = "DELETING"
+DELETED = "DELETED"
+ERROR = "ERROR"
+
+INSTANCE_FSM = StateMachine(
+    name="instance",
+    transitions={
+        (BUILD, "active"): INSTANCE_ACTIVE,
+        (BUILD, "error"): ERROR,
+        (BUILD, "delete"): INSTANCE_DELETING,
+        (INSTANCE_ACTIVE, "delete"): INSTANCE_DELETING,
+        (INSTANCE_ACTIVE, "error"): ERROR,
+        (ERROR, "delete"): INSTANCE_DELETING,
+        (INSTANCE_DELETING, "deleted"): DELETED,
+        (INSTANCE_DELETING, "error"): ERROR,
+    },
+    internal_events=frozenset({"active", "error", "deleted"}),
+)

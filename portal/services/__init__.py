@@ -1,0 +1,1 @@
+"""Use cases, callable without HTTP: each takes a context, a session and the caller."""

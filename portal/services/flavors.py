@@ -1,0 +1,117 @@
+"""Flavors (admin) and what a tenant may see of them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Select, exists, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from portal.core import events
+from portal.core.errors import Conflict, Invalid, NotFound
+from portal.core.models import Flavor, FlavorAccess, Instance
+from tenants.principal import Principal
+
+TRAIT_VALUES = ("required", "forbidden")
+
+
+def check_extra_specs(specs: dict[str, Any]) -> None:
+    for key, value in specs.items():
+        if key.startswith("trait:"):
+            if value not in TRAIT_VALUES:
+                raise Invalid(
+                    f"'{key}' must be one of {', '.join(TRAIT_VALUES)}, not {value!r}",
+                    field=f"extra_specs.{key}",
+                )
+        elif not key.startswith("capabilities:"):
+            raise Invalid(
+                f"unknown extra spec '{key}': keys start with 'capabilities:' or 'trait:'",
+                field=f"extra_specs.{key}",
+            )
+
+
+def visible(principal: Principal) -> Select[tuple[Flavor]]:
+    stmt = select(Flavor)
+    if not principal.is_admin:
+        stmt = stmt.where(
+            Flavor.disabled.is_(False),
+            or_(
+                Flavor.is_public.is_(True),
+                exists().where(
+                    FlavorAccess.flavor_id == Flavor.id,
+                    FlavorAccess.project_id == principal.project_id,
+                ),
+            ),
+        )
+    return stmt
+
+
+def get_visible(s: Session, ident: str, principal: Principal) -> Flavor:
+    flavor = s.scalars(
+        visible(principal).where(or_(Flavor.id == ident, Flavor.name == ident))
+    ).first()
+    if flavor is None:
+        raise NotFound(f"flavor '{ident}' not found")
+    return flavor
+
+
+def create(s: Session, data: dict[str, Any], actor: Principal) -> Flavor:
+    check_extra_specs(data.get("extra_specs") or {})
+    flavor = Flavor(**data)
+    s.add(flavor)
+    try:
+        s.flush()
+    except IntegrityError:
+        raise Conflict(f"a flavor named '{data['name']}' already exists", field="name") from None
+    events.record(s, "flavor.created", "flavor", flavor.id, actor=actor.actor, name=flavor.name)
+    return flavor
+
+
+def update(s: Session, flavor: Flavor, changes: dict[str, Any], actor: Principal) -> Flavor:
+    if "extra_specs" in changes:
+        check_extra_specs(changes["extra_specs"] or {})
+    for k, v in changes.items():
+        setattr(flavor, k, v)
+    events.record(
+        s, "flavor.updated", "flavor", flavor.id, actor=actor.actor, fields=sorted(changes)
+    )
+    return flavor
+
+
+def delete(s: Session, flavor: Flavor, actor: Principal) -> None:
+    in_use = s.scalar(
+        select(Instance.id)
+        .where(Instance.flavor_id == flavor.id, Instance.status != "DELETED")
+        .limit(1)
+    )
+    if in_use:
+        raise Conflict(f"flavor '{flavor.name}' is used by instance {in_use}; disable it instead")
+    events.record(s, "flavor.deleted", "flavor", flavor.id, actor=actor.actor, name=flavor.name)
+    s.delete(flavor)
+
+
+def add_access(s: Session, flavor: Flavor, project_id: str, actor: Principal) -> None:
+    if flavor.is_public:
+        raise Conflict("flavor is public: access lists apply to private flavors only")
+    if s.get(FlavorAccess, (flavor.id, project_id)) is None:
+        s.add(FlavorAccess(flavor_id=flavor.id, project_id=project_id))
+        events.record(
+            s, "flavor.access_added", "flavor", flavor.id, actor=actor.actor, project_id=project_id
+        )
+
+
+def remove_access(s: Session, flavor: Flavor, project_id: str, actor: Principal) -> None:
+    row = s.get(FlavorAccess, (flavor.id, project_id))
+    if row is None:
+        raise NotFound(f"project '{project_id}' has no access to flavor '{flavor.name}'")
+    s.delete(row)
+    events.record(
+        s, "flavor.access_removed", "flavor", flavor.id, actor=actor.actor, project_id=project_id
+    )
+
+
+def access_list(s: Session, flavor: Flavor) -> list[str]:
+    return list(
+        s.scalars(select(FlavorAccess.project_id).where(FlavorAccess.flavor_id == flavor.id))
+    )

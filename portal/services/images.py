@@ -1,0 +1,143 @@
+"""Images: metadata, visibility, and streamed upload/download of their bytes."""
+
+from __future__ import annotations
+
+from typing import Any, BinaryIO
+
+from sqlalchemy import Select, exists, or_, select
+from sqlalchemy.orm import Session
+
+from portal.core import events
+from portal.core.errors import Conflict, Forbidden, Invalid, NotFound
+from portal.core.imagestore import ChecksumMismatch
+from portal.core.models import Image, ImageMember, Instance
+from portal.services.context import Context
+from tenants.principal import Principal
+
+
+def visible(principal: Principal) -> Select[tuple[Image]]:
+    stmt = select(Image).where(Image.status != "deleted")
+    if not principal.is_admin:
+        pid = principal.project_id
+        stmt = stmt.where(
+            or_(
+                Image.visibility.in_(("public", "community")),
+                Image.owner == pid,
+                (Image.visibility == "shared")
+                & exists().where(ImageMember.image_id == Image.id, ImageMember.project_id == pid),
+            )
+        )
+    return stmt
+
+
+def get_visible(s: Session, ident: str, principal: Principal) -> Image:
+    image = s.scalars(visible(principal).where(Image.id == ident)).first()
+    if image is None:
+        raise NotFound(f"image '{ident}' not found")
+    return image
+
+
+def _check_owner(image: Image, principal: Principal) -> None:
+    if not principal.is_admin and image.owner != principal.project_id:
+        raise Forbidden("only the image's owner or an admin may change it")
+
+
+def create(s: Session, data: dict[str, Any], principal: Principal) -> Image:
+    if data.get("visibility") == "public" and not principal.is_admin:
+        raise Forbidden("only admins may publish public images", field="visibility")
+    data.setdefault("owner", principal.project_id or None)
+    if not principal.is_admin:
+        data["owner"] = principal.project_id
+    image = Image(**data)
+    s.add(image)
+    s.flush()
+    events.record(
+        s,
+        "image.created",
+        "image",
+        image.id,
+        actor=principal.actor,
+        project_id=image.owner,
+        name=image.name,
+        visibility=image.visibility,
+    )
+    return image
+
+
+def update(s: Session, image: Image, changes: dict[str, Any], principal: Principal) -> Image:
+    _check_owner(image, principal)
+    if changes.get("visibility") == "public" and not principal.is_admin:
+        raise Forbidden("only admins may publish public images", field="visibility")
+    for k, v in changes.items():
+        setattr(image, k, v)
+    events.record(
+        s,
+        "image.updated",
+        "image",
+        image.id,
+        actor=principal.actor,
+        project_id=image.owner,
+        fields=sorted(changes),
+    )
+    return image
+
+
+def upload(ctx: Context, s: Session, image: Image, stream: BinaryIO, principal: Principal) -> Image:
+    """Stream the bytes to the store; the image becomes active only if the checksum holds."""
+    _check_owner(image, principal)
+    if image.status != "queued":
+        raise Conflict(
+            f"image is '{image.status}': data can be uploaded once, to a queued image",
+            state=image.status,
+        )
+    try:
+        stored = ctx.store.put(image.id, stream, image.expected_sha256)
+    except ChecksumMismatch as exc:
+        raise Invalid(str(exc), field="sha256", expected=exc.expected, actual=exc.actual) from None
+    image.size, image.checksum_sha256, image.status = stored.size, stored.sha256, "active"
+    events.record(
+        s,
+        "image.uploaded",
+        "image",
+        image.id,
+        actor=principal.actor,
+        project_id=image.owner,
+        size=stored.size,
+        sha256=stored.sha256,
+    )
+    return image
+
+
+def delete(ctx: Context, s: Session, image: Image, principal: Principal) -> None:
+    _check_owner(image, principal)
+    if image.protected:
+        raise Conflict("image is protected; unset 'protected' first")
+    in_use = s.scalar(
+        select(Instance.id)
+        .where(Instance.image_id == image.id, Instance.status.in_(("BUILD", "ACTIVE", "DELETING")))
+        .limit(1)
+    )
+    if in_use:
+        raise Conflict(f"image is in use by instance {in_use}")
+    image.status = "deleted"
+    ctx.store.delete(image.id)
+    events.record(
+        s, "image.deleted", "image", image.id, actor=principal.actor, project_id=image.owner
+    )
+
+
+def add_member(s: Session, image: Image, project_id: str, principal: Principal) -> None:
+    _check_owner(image, principal)
+    if image.visibility != "shared":
+        raise Conflict("members can only be added to images with visibility 'shared'")
+    if s.get(ImageMember, (image.id, project_id)) is None:
+        s.add(ImageMember(image_id=image.id, project_id=project_id))
+        events.record(
+            s,
+            "image.member_added",
+            "image",
+            image.id,
+            actor=principal.actor,
+            project_id=image.owner,
+            member=project_id,
+        )

@@ -1,0 +1,275 @@
+"""Node onboarding and operations for admins: enroll, patch, provision actions, power."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from portal.core import events, lifecycle
+from portal.core.errors import Conflict, Invalid
+from portal.core.fsm import InvalidTransition
+from portal.core.models import Node, Port
+from portal.core.states import (
+    DEPLOY_FAILED,
+    NODE_FSM,
+    POWER_TARGETS,
+)
+from portal.services.context import Context
+from portal.services.lookup import node_by_ident
+from tenants.principal import Principal
+from workers import queue as jobqueue
+from workers.drivers.base import DriverError, get_driver
+from workers.runner import node_task
+
+MAC_RE = re.compile(r"^([0-9a-f]{2}[:-]){5}[0-9a-f]{2}$")
+# User actions on the provision-state API and the job each one starts.
+ACTIONS: dict[str, str | None] = {
+    "manage": "verify_node",
+    "provide": "clean_node",
+    "deploy": "build_instance",
+    "undeploy": "delete_instance",
+}
+
+
+def normalize_mac(mac: str) -> str:
+    m = mac.strip().lower().replace("-", ":")
+    if not MAC_RE.match(m):
+        raise Invalid(f"'{mac}' is not a MAC address (expected aa:bb:cc:dd:ee:ff)", field="address")
+    return m
+
+
+def create_node(ctx: Context, s: Session, data: dict[str, Any], actor: Principal) -> Node:
+    ports = data.pop("ports", [])
+    data["driver_info"] = ctx.cipher.seal(data.get("driver_info") or {})
+    _check_driver(data.get("driver", "fake"))
+    node = Node(**data)
+    s.add(node)
+    try:
+        s.flush()
+    except IntegrityError:
+        raise Conflict(f"a node named '{data.get('name')}' already exists", field="name") from None
+    for p in ports:
+        create_port(s, node, p, actor, emit=False)
+    events.record(
+        s,
+        "node.created",
+        "node",
+        node.id,
+        actor=actor.actor,
+        project_id=node.owner,
+        name=node.name,
+        driver=node.driver,
+        ports=[p["address"] for p in ports],
+    )
+    return node
+
+
+def _check_driver(name: str) -> None:
+    try:
+        get_driver(name)
+    except DriverError as exc:
+        raise Invalid(str(exc), field="driver") from None
+
+
+def create_port(
+    s: Session, node: Node, data: dict[str, Any], actor: Principal, emit: bool = True
+) -> Port:
+    data = dict(data)
+    data["address"] = normalize_mac(data["address"])
+    port = Port(node_id=node.id, **data)
+    try:
+        with s.begin_nested():
+            s.add(port)
+    except IntegrityError:
+        raise Conflict(
+            f"a port with MAC {data['address']} already exists", field="address"
+        ) from None
+    if emit:
+        events.record(
+            s,
+            "port.created",
+            "port",
+            port.id,
+            actor=actor.actor,
+            node_id=node.id,
+            address=port.address,
+        )
+    return port
+
+
+def update_node(
+    ctx: Context, s: Session, node: Node, changes: dict[str, Any], actor: Principal
+) -> Node:
+    """Apply already-validated field changes (from a JSON-patch or merge body)."""
+    if node.reservation:
+        raise Conflict(f"node {node.id} is locked by {node.reservation}; try again later")
+    if "driver_info" in changes:
+        # Keep stored secrets the caller only saw redacted.
+        merged = ctx.cipher.seal(
+            {
+                k: (node.driver_info or {}).get(k) if v == "******" else v
+                for k, v in (changes["driver_info"] or {}).items()
+            }
+        )
+        changes["driver_info"] = merged
+    if "driver" in changes:
+        _check_driver(changes["driver"])
+    for key, value in changes.items():
+        setattr(node, key, value)
+    try:
+        s.flush()
+    except IntegrityError:
+        raise Conflict("name already in use", field="name") from None
+    events.record(
+        s,
+        "node.updated",
+        "node",
+        node.id,
+        actor=actor.actor,
+        project_id=node.owner,
+        fields=sorted(changes),
+    )
+    return node
+
+
+def delete_node(s: Session, node: Node, actor: Principal) -> None:
+    if node.instance_id or node.provision_state not in (
+        "enroll",
+        "manageable",
+        "available",
+        "clean failed",
+    ):
+        raise Conflict(
+            f"node in state '{node.provision_state}' cannot be deleted; "
+            "allowed in: enroll, manageable, available, clean failed (and no instance)",
+            state=node.provision_state,
+        )
+    if node.reservation:
+        raise Conflict(f"node {node.id} is locked by {node.reservation}")
+    events.record(
+        s, "node.deleted", "node", node.id, actor=actor.actor, project_id=node.owner, name=node.name
+    )
+    s.delete(node)
+
+
+def provision(ctx: Context, s: Session, node: Node, target: str, actor: Principal) -> Node:
+    """A user action on the node state machine; the work itself runs in a worker."""
+    if target not in ACTIONS:
+        raise Invalid(
+            f"unknown target '{target}'; allowed targets: {', '.join(ACTIONS)}", field="target"
+        )
+    if node.maintenance:
+        raise Conflict(
+            f"node is in maintenance ({node.maintenance_reason or 'no reason given'}); "
+            "unset maintenance first",
+            state=node.provision_state,
+        )
+    if node.reservation:
+        raise Conflict(f"node is locked by {node.reservation}; try again later")
+    if target == "deploy" and not node.instance_id:
+        raise Conflict(
+            "nodes are deployed through instances: create an instance instead",
+            state=node.provision_state,
+        )
+    try:
+        lifecycle.fire_node(s, node, target, actor=actor.actor)
+    except InvalidTransition as exc:
+        raise Conflict(
+            f"cannot '{target}' node in state '{exc.state}'; allowed: "
+            f"{', '.join(NODE_FSM.allowed(exc.state)) or 'none'}",
+            state=exc.state,
+            allowed=NODE_FSM.allowed(exc.state),
+        ) from None
+    arg = node.instance_id if target in ("deploy", "undeploy") and node.instance_id else node.id
+    job = ACTIONS[target]
+    if target == "undeploy" and not node.instance_id:
+        job = "clean_node"  # an orphaned deploy failure: just clean it
+        lifecycle.fire_node(s, node, "done", actor=actor.actor)  # deleting → cleaning
+    if target == "deploy" and node.provision_state == "deploying":
+        _reset_plan(node)
+    if target == "undeploy" and node.instance_id:
+        _mark_instance_deleting(s, node, actor)
+    node.job_id = ctx.enqueue_after_commit(s, job, arg, retry=jobqueue.LOCK_RETRY)
+    return node
+
+
+def _reset_plan(node: Node) -> None:
+    info = dict(node.driver_internal_info or {})
+    info.pop("plan", None)
+    info.pop("plan_step", None)
+    node.driver_internal_info = info
+
+
+def _mark_instance_deleting(s: Session, node: Node, actor: Principal) -> None:
+    from portal.core.models import Instance
+
+    inst = s.get(Instance, node.instance_id)
+    if inst is not None and inst.status != "DELETING":
+        lifecycle.fire_instance(s, inst, "delete", actor=actor.actor, reason="node undeployed")
+
+
+def power(ctx: Context, s: Session, node: Node, target: str, actor: Principal) -> Node:
+    if target not in POWER_TARGETS:
+        raise Invalid(
+            f"unknown power target '{target}'; allowed: {', '.join(POWER_TARGETS)}", field="target"
+        )
+    if node.reservation:
+        raise Conflict(f"node is locked by {node.reservation}; try again later")
+    events.record(
+        s,
+        "node.power_requested",
+        "node",
+        node.id,
+        actor=actor.actor,
+        project_id=node.owner,
+        target=target,
+    )
+    node.job_id = ctx.enqueue_after_commit(
+        s, "set_power", node.id, target, actor.actor, retry=jobqueue.LOCK_RETRY
+    )
+    return node
+
+
+def set_maintenance(s: Session, node: Node, on: bool, reason: str | None, actor: Principal) -> Node:
+    node.maintenance = on
+    node.maintenance_reason = reason if on else None
+    events.record(
+        s,
+        "node.maintenance",
+        "node",
+        node.id,
+        actor=actor.actor,
+        project_id=node.owner,
+        maintenance=on,
+        reason=node.maintenance_reason,
+    )
+    return node
+
+
+def validate(ctx: Context, s: Session, node: Node) -> dict[str, dict[str, Any]]:
+    """Cheap checks of driver_info (no hardware is touched), per interface."""
+    try:
+        driver = get_driver(node.driver)
+    except DriverError as exc:
+        return {
+            i: {"result": False, "reason": str(exc)}
+            for i in ("power", "management", "deploy", "network")
+        }
+    return driver.validate(node_task(ctx, s, node))  # type: ignore[arg-type]
+
+
+__all__ = [
+    "DEPLOY_FAILED",
+    "create_node",
+    "create_port",
+    "delete_node",
+    "node_by_ident",
+    "power",
+    "provision",
+    "set_maintenance",
+    "update_node",
+    "validate",
+]

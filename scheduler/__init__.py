@@ -1,0 +1,1 @@
+"""Matching flavors to nodes (filters, weighers) and claiming the chosen node atomically."""

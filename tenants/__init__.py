@@ -1,0 +1,1 @@
+"""Projects (tenants), users, roles, API tokens, quotas and authentication backends."""

@@ -1,0 +1,70 @@
+"""Per-project quotas, reserved with one conditional UPDATE so parallel creates cannot overshoot."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from portal.core.errors import QuotaExceeded
+from tenants.models import Quota
+
+RESOURCES = ("instances", "vcpus", "ram_mb")
+
+
+@dataclass(frozen=True)
+class Defaults:
+    instances: int
+    vcpus: int
+    ram_mb: int
+
+
+def ensure(session: Session, project_id: str, defaults: Defaults) -> Quota:
+    quota = session.get(Quota, project_id)
+    if quota is None:
+        quota = Quota(
+            project_id=project_id,
+            instances=defaults.instances,
+            vcpus=defaults.vcpus,
+            ram_mb=defaults.ram_mb,
+        )
+        session.add(quota)
+        session.flush()
+    return quota
+
+
+def reserve(session: Session, project_id: str, *, instances: int, vcpus: int, ram_mb: int) -> None:
+    """Add usage if every limit allows it, atomically; raise :class:`QuotaExceeded` if not."""
+    want = {"instances": instances, "vcpus": vcpus, "ram_mb": ram_mb}
+    cols = {r: getattr(Quota, r) for r in RESOURCES}
+    used = {r: getattr(Quota, f"{r}_used") for r in RESOURCES}
+    stmt = (
+        update(Quota)
+        .where(Quota.project_id == project_id)
+        .where(*[or_(cols[r] < 0, used[r] + want[r] <= cols[r]) for r in RESOURCES])
+        .values({f"{r}_used": used[r] + want[r] for r in RESOURCES})
+        .execution_options(synchronize_session=False)
+    )
+    if session.execute(stmt).rowcount == 1:  # type: ignore[attr-defined]
+        return
+    quota = session.execute(select(Quota).where(Quota.project_id == project_id)).scalar_one()
+    over = [
+        f"{r} (limit {getattr(quota, r)}, in use {getattr(quota, r + '_used')}, requested {want[r]})"
+        for r in RESOURCES
+        if getattr(quota, r) >= 0 and getattr(quota, r + "_used") + want[r] > getattr(quota, r)
+    ]
+    raise QuotaExceeded("quota exceeded for " + "; ".join(over), resources=over)
+
+
+def release(session: Session, project_id: str, *, instances: int, vcpus: int, ram_mb: int) -> None:
+    session.execute(
+        update(Quota)
+        .where(Quota.project_id == project_id)
+        .values(
+            instances_used=Quota.instances_used - instances,
+            vcpus_used=Quota.vcpus_used - vcpus,
+            ram_mb_used=Quota.ram_mb_used - ram_mb,
+        )
+        .execution_options(synchronize_session=False)
+    )

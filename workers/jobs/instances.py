@@ -1,0 +1,219 @@
+"""Instance lifecycle jobs: build (schedule, claim, deploy) and delete (tear down, clean)."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from portal.core import ipam, lifecycle, locks
+from portal.core.models import Flavor, Instance, Network, Node
+from portal.core.states import (
+    ACTIVE,
+    BUILD,
+    DELETED,
+    DEPLOY_FAILED,
+    DEPLOY_WAIT,
+    DEPLOYING,
+    INSTANCE_DELETING,
+)
+from scheduler.claim import claim
+from scheduler.request import RequestSpec
+from scheduler.select import candidates, explain
+from tenants import quotas
+from workers.context import WorkerContext, current, holder_name
+from workers.jobs.common import fail_node, node_lock
+from workers.jobs.nodes import _clean_locked
+from workers.runner import run_plan
+
+log = logging.getLogger(__name__)
+
+# A lost race re-reads the candidates; this bounds how often before giving up.
+MAX_SCHEDULE_ROUNDS = 5
+
+
+class DeployAborted(Exception):
+    """The tenant deleted the instance while it was being deployed."""
+
+
+def build_instance(instance_id: str) -> str:
+    ctx, holder = current(), holder_name()
+    with ctx.db.session() as s:
+        inst = s.get(Instance, instance_id)
+        if inst is None or inst.status != BUILD:
+            return "skipped"
+        node_id = inst.node_id
+    if node_id is None:
+        node_id = _schedule(ctx, instance_id, holder)
+        if node_id is None:
+            return "no valid host"
+    else:
+        # A retried job: the claim survived, take the lock back and resume the plan.
+        with ctx.db.session() as s:
+            if not locks.acquire(s, node_id, holder):
+                raise locks.NodeLocked(node_id)
+    return _deploy(ctx, instance_id, node_id, holder)
+
+
+def continue_deploy(node_id: str) -> str:
+    """Resume a deploy that waited for an agent callback."""
+    ctx, holder = current(), holder_name()
+    with ctx.db.session() as s:
+        node = s.get(Node, node_id)
+        if node is None or node.provision_state != DEPLOY_WAIT or node.instance_id is None:
+            return "skipped"
+        if not locks.acquire(s, node_id, holder):
+            raise locks.NodeLocked(node_id)
+        lifecycle.fire_node(s, node, "resume", actor=holder)
+        instance_id = node.instance_id
+    return _deploy(ctx, instance_id, node_id, holder)
+
+
+def _schedule(ctx: WorkerContext, instance_id: str, holder: str) -> str | None:
+    """Pick and claim a node; on no candidate, put the instance in ERROR with the reasons."""
+    for _ in range(MAX_SCHEDULE_ROUNDS):
+        with ctx.db.session() as s:
+            inst = s.get_one(Instance, instance_id)
+            spec = RequestSpec.from_flavor(s.get_one(Flavor, inst.flavor_id), inst.project_id)
+            ranked = [n.id for n in candidates(s, spec)]
+        if not ranked:
+            break
+        for node_id in ranked:
+            with ctx.db.session() as s:
+                if not claim(s, node_id, instance_id, holder):
+                    continue  # lost the race for this one: next candidate
+                node = s.get_one(Node, node_id)
+                # Lock the instance row so a concurrent delete either sees the claim or wins.
+                inst = s.get_one(
+                    Instance, instance_id, with_for_update=True, populate_existing=True
+                )
+                if inst.status != BUILD:  # deleted while we were choosing
+                    s.rollback()
+                    return None
+                lifecycle.fire_node(s, node, "deploy", actor=holder, instance_id=instance_id)
+                inst.node_id = node_id
+                _allocate_addresses(s, inst)
+                lifecycle.set_instance_task(s, inst, "scheduled", 5)
+                return node_id
+    with ctx.db.session() as s:
+        inst = s.get_one(Instance, instance_id)
+        nvh = explain(s, spec)
+        lifecycle.fire_instance(
+            s,
+            inst,
+            "error",
+            actor=holder,
+            fault={
+                "code": "no_valid_host",
+                "message": nvh.message,
+                "details": {"total": nvh.total, "removed": nvh.removed},
+            },
+        )
+    return None
+
+
+def _allocate_addresses(session: Session, inst: Instance) -> None:
+    wanted = inst.requested_networks or []
+    query = (
+        select(Network).where(Network.id.in_(wanted))
+        if wanted
+        else (
+            select(Network)
+            .where(Network.project_id.is_(None), Network.shared.is_(True))
+            .order_by(Network.created_at)
+            .limit(1)
+        )
+    )
+    for network in session.scalars(query):
+        ipam.allocate(session, network, inst.id)
+    session.flush()
+    session.refresh(inst, ["addresses"])
+
+
+def _deploy(ctx: WorkerContext, instance_id: str, node_id: str, holder: str) -> str:
+    def progress(s: Session, node: Node, step: str, done: int, total: int) -> None:
+        inst = s.get_one(Instance, instance_id)
+        if inst.status == INSTANCE_DELETING:
+            raise DeployAborted(f"instance {instance_id} was deleted during deploy")
+        lifecycle.set_instance_task(s, inst, step, 10 + 90 * done // total - (done == total))
+
+    try:
+        result = run_plan(ctx, node_id, "deploy", on_step=progress)
+    except Exception as exc:
+        reason = f"deploy failed: {exc}"
+        fail_node(ctx, node_id, reason, holder, power_off=True)
+        with ctx.db.session() as s:
+            inst = s.get_one(Instance, instance_id)
+            if inst.status == BUILD:
+                lifecycle.fire_instance(
+                    s,
+                    inst,
+                    "error",
+                    actor=holder,
+                    fault={"code": "deploy_failed", "message": reason},
+                )
+            locks.release(s, node_id, holder)
+        return "failed"
+    with ctx.db.session() as s:
+        node = s.get_one(Node, node_id)
+        if result == "wait":
+            lifecycle.fire_node(s, node, "wait", actor=holder)
+        else:
+            lifecycle.fire_node(s, node, "done", actor=holder)
+            node.recent_failures = 0
+            inst = s.get_one(Instance, instance_id)
+            lifecycle.fire_instance(s, inst, "active", actor=holder, node_id=node_id)
+        locks.release(s, node_id, holder)
+    return result
+
+
+def delete_instance(instance_id: str) -> str:
+    """Tear down the instance's node (networks, power), then clean it back to available."""
+    ctx, holder = current(), holder_name()
+    with ctx.db.session() as s:
+        inst = s.get(Instance, instance_id)
+        if inst is None or inst.status == DELETED:
+            return "skipped"
+        node_id = inst.node_id
+        node = s.get(Node, node_id) if node_id else None
+        if node is None or node.instance_id != instance_id:
+            _mark_deleted(s, inst, holder)  # never reached a node (e.g. no valid host)
+            return "deleted"
+    with node_lock(ctx, node_id, holder):  # raises NodeLocked while a deploy still runs
+        with ctx.db.session() as s:
+            node = s.get_one(Node, node_id)
+            if node.provision_state in (ACTIVE, DEPLOY_FAILED):
+                lifecycle.fire_node(s, node, "undeploy", actor=holder, instance_id=instance_id)
+            elif node.provision_state == DEPLOYING:  # a deploy that died with its worker
+                lifecycle.fire_node(s, node, "fail", actor=holder, error="deploy interrupted")
+                lifecycle.fire_node(s, node, "undeploy", actor=holder, instance_id=instance_id)
+        try:
+            run_plan(ctx, node_id, "teardown")
+        except Exception as exc:
+            fail_node(ctx, node_id, f"tear-down failed: {exc}", holder, power_off=False)
+            with ctx.db.session() as s:
+                inst = s.get_one(Instance, instance_id)
+                lifecycle.fire_instance(
+                    s,
+                    inst,
+                    "error",
+                    actor=holder,
+                    fault={"code": "delete_failed", "message": f"tear-down failed: {exc}"},
+                )
+            return "failed"
+        with ctx.db.session() as s:
+            node = s.get_one(Node, node_id)
+            node.instance_id = None
+            lifecycle.fire_node(s, node, "done", actor=holder)  # deleting → cleaning
+            _mark_deleted(s, s.get_one(Instance, instance_id), holder)
+        _clean_locked(node_id, holder)
+    return "deleted"
+
+
+def _mark_deleted(s: Session, inst: Instance, holder: str) -> None:
+    if inst.status != INSTANCE_DELETING:
+        lifecycle.fire_instance(s, inst, "delete", actor=holder)
+    released = ipam.release(s, inst.id)
+    quotas.release(s, inst.project_id, instances=1, vcpus=inst.vcpus, ram_mb=inst.ram_mb)
+    lifecycle.fire_instance(s, inst, "deleted", actor=holder, released_addresses=released)

@@ -1,0 +1,107 @@
+"""Node operations: verify (manage), clean (provide), power."""
+
+from __future__ import annotations
+
+from portal.core import events, lifecycle
+from portal.core.models import Node
+from portal.core.states import CLEANING, POWER_OFF, POWER_ON, REBOOT, VERIFYING
+from workers.context import current, holder_name
+from workers.drivers.base import DriverError, get_driver
+from workers.jobs.common import fail_node, node_lock
+from workers.runner import node_task, record_power, run_plan
+
+
+def verify_node(node_id: str) -> str:
+    """verifying → manageable if the BMC answers with the given credentials, else → enroll."""
+    ctx, holder = current(), holder_name()
+    with node_lock(ctx, node_id, holder):
+        with ctx.db.session() as s:
+            node = s.get(Node, node_id)
+            if node is None or node.provision_state != VERIFYING:
+                return "skipped"
+            task = node_task(ctx, s, node)
+        try:
+            driver = get_driver(node.driver)
+            results = driver.validate(task)
+            bad = [f"{name}: {r['reason']}" for name, r in results.items() if not r["result"]]
+            if bad:
+                raise DriverError("; ".join(bad))
+            power = driver.power.get_power_state(task)
+        except Exception as exc:
+            fail_node(ctx, node_id, f"verification failed: {exc}", holder, power_off=False)
+            return "failed"
+        with ctx.db.session() as s:
+            node = s.get_one(Node, node_id)
+            node.driver_internal_info = dict(task.internal)
+            if node.power_state != power:
+                record_power(s, node, power, holder)
+            lifecycle.fire_node(s, node, "done", actor=holder)
+    return "done"
+
+
+def clean_node(node_id: str) -> str:
+    """cleaning → available after wiping the disks; → clean failed on error."""
+    ctx, holder = current(), holder_name()
+    with node_lock(ctx, node_id, holder):
+        with ctx.db.session() as s:
+            node = s.get(Node, node_id)
+            if node is None or node.provision_state != CLEANING:
+                return "skipped"
+        return _clean_locked(node_id, holder)
+
+
+def _clean_locked(node_id: str, holder: str) -> str:
+    ctx = current()
+    try:
+        result = run_plan(ctx, node_id, "clean")
+    except Exception as exc:
+        fail_node(ctx, node_id, f"cleaning failed: {exc}", holder, power_off=True)
+        return "failed"
+    with ctx.db.session() as s:
+        node = s.get_one(Node, node_id)
+        # "available" is written in the same transaction that ends the cleaning: the node
+        # is schedulable the moment this commits, with no periodic sync in between.
+        lifecycle.fire_node(s, node, "wait" if result == "wait" else "done", actor=holder)
+    return result
+
+
+def set_power(node_id: str, target: str, actor: str = events.SYSTEM) -> str:
+    ctx, holder = current(), holder_name()
+    with node_lock(ctx, node_id, holder):
+        with ctx.db.session() as s:
+            node = s.get(Node, node_id)
+            if node is None:
+                return "skipped"
+            task = node_task(ctx, s, node)
+            driver = get_driver(node.driver)
+        try:
+            if target == REBOOT:
+                driver.power.reboot(task)
+                state = POWER_ON
+            else:
+                driver.power.set_power_state(task, target)
+                state = (
+                    target
+                    if target in (POWER_ON, POWER_OFF)
+                    else driver.power.get_power_state(task)
+                )
+        except DriverError as exc:
+            with ctx.db.session() as s:
+                node = s.get_one(Node, node_id)
+                node.last_error = f"power {target} failed: {exc}"
+                events.record(
+                    s,
+                    "node.power_failed",
+                    "node",
+                    node_id,
+                    actor=actor,
+                    project_id=node.owner,
+                    target=target,
+                    error=str(exc),
+                )
+            return "failed"
+        with ctx.db.session() as s:
+            node = s.get_one(Node, node_id)
+            node.driver_internal_info = dict(task.internal)
+            record_power(s, node, state, actor)
+    return "done"

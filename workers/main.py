@@ -1,0 +1,56 @@
+"""The worker entry point: an RQ worker plus the periodic reconciler."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import socket
+import time
+
+from rq import Worker
+
+from workers.context import current
+
+log = logging.getLogger(__name__)
+
+
+def worker_name() -> str:
+    return f"bms-{socket.gethostname()}-{os.getpid()}"
+
+
+def run_worker(burst: bool = False, name: str | None = None) -> bool:
+    """Process jobs until stopped (or, with ``burst``, until the queue is empty)."""
+    ctx = current()
+    # Connections are opened per process; drop any inherited pool before RQ forks horses.
+    ctx.db.dispose()
+    worker = Worker([ctx.queue], connection=ctx.redis, name=name or worker_name())
+    return worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
+
+
+def reconcile_forever(interval: float) -> None:
+    """Run the reconciler every ``interval`` seconds; one process at a time cluster-wide."""
+    from workers.jobs.reconcile import reconcile
+
+    ctx = current()
+    while True:
+        lock = ctx.redis.lock("bms:reconciler", timeout=max(interval * 2, 10), blocking=False)
+        if lock.acquire(blocking=False):
+            try:
+                reconcile()
+            except Exception:
+                log.exception("reconciler run failed")
+            finally:
+                try:
+                    lock.release()
+                except Exception:
+                    log.debug("reconciler lock expired before release")
+        time.sleep(interval)
+
+
+def start_reconciler(interval: float) -> multiprocessing.Process:
+    proc = multiprocessing.get_context("spawn").Process(
+        target=reconcile_forever, args=(interval,), name="bms-reconciler", daemon=True
+    )
+    proc.start()
+    return proc

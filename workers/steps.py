@@ -1,0 +1,99 @@
+"""Deploy, clean and tear-down plans, declared as ordered tables of steps.
+
+A step calls driver interfaces and returns "done" or "wait". "wait" means an agent
+will call back later: the job ends, the node moves to a wait state, and the callback
+enqueues a job that resumes the plan at the next step. No worker is held while waiting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from netboot import artefacts
+from netboot.render import BootTarget
+from portal.core.states import POWER_OFF, POWER_ON
+from workers.drivers.base import Driver, NodeTask, StepResult
+
+
+@dataclass(frozen=True)
+class StepEnv:
+    driver: Driver
+    netboot_root: Path
+    public_url: str
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    run: Callable[[NodeTask, StepEnv], StepResult | None]
+    power_after: str | None = None  # the power state the node is in once the step is done
+
+
+def _power(state: str) -> Callable[[NodeTask, StepEnv], None]:
+    def run(task: NodeTask, env: StepEnv) -> None:
+        env.driver.power.set_power_state(task, state)
+
+    return run
+
+
+def _boot_device(device: str) -> Callable[[NodeTask, StepEnv], None]:
+    def run(task: NodeTask, env: StepEnv) -> None:
+        env.driver.management.set_boot_device(task, device, persistent=device == "disk")
+
+    return run
+
+
+def _prepare_netboot(task: NodeTask, env: StepEnv) -> None:
+    base = f"{env.public_url}/v1/boot/artefacts"
+    target = BootTarget(
+        kind="ramdisk",
+        kernel_url=f"{base}/deploy.kernel",
+        ramdisk_url=f"{base}/deploy.initramfs",
+        kernel_params=f"bms_api={env.public_url} bms_node={task.node_id}",
+    )
+    macs = [p["address"] for p in task.ports if p.get("pxe_enabled", True)]
+    artefacts.prepare(env.netboot_root, task.node_id, macs, target)
+
+
+def _clean_up_netboot(task: NodeTask, env: StepEnv) -> None:
+    artefacts.clean_up(env.netboot_root, task.node_id)
+
+
+def _reboot(task: NodeTask, env: StepEnv) -> None:
+    env.driver.power.reboot(task)
+
+
+DEPLOY: tuple[Step, ...] = (
+    Step("power_off", _power(POWER_OFF), POWER_OFF),
+    Step("set_boot_pxe", _boot_device("pxe")),
+    Step("prepare_netboot", _prepare_netboot),
+    Step("power_on", _power(POWER_ON), POWER_ON),
+    Step("write_image", lambda t, e: e.driver.deploy.write_image(t)),
+    Step("attach_networks", lambda t, e: e.driver.network.attach(t)),
+    Step("set_boot_disk", _boot_device("disk")),
+    Step("clean_up_netboot", _clean_up_netboot),
+    Step("reboot", _reboot, POWER_ON),
+)
+
+TEARDOWN: tuple[Step, ...] = (
+    Step("power_off", _power(POWER_OFF), POWER_OFF),
+    Step("detach_networks", lambda t, e: e.driver.network.detach(t)),
+)
+
+CLEAN: tuple[Step, ...] = (
+    Step("power_off", _power(POWER_OFF), POWER_OFF),
+    Step("set_boot_pxe", _boot_device("pxe")),
+    Step("prepare_netboot", _prepare_netboot),
+    Step("power_on", _power(POWER_ON), POWER_ON),
+    Step("wipe_disks", lambda t, e: e.driver.deploy.wipe_disks(t)),
+    Step("power_off_after_wipe", _power(POWER_OFF), POWER_OFF),
+    Step("clean_up_netboot", _clean_up_netboot),
+)
+
+PLANS: dict[str, tuple[Step, ...]] = {
+    "deploy": DEPLOY,
+    "teardown": TEARDOWN,
+    "clean": CLEAN,
+}
