@@ -1,0 +1,293 @@
+"""End to end through HTTP: gunicorn serving the API, real `bms worker` processes on Redis.
+
+Admin enrolls nodes → manage → provide → available; a tenant uploads an image, boots a
+server, waits for ACTIVE, deletes it; the node is back in the pool; events are in order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import requests
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from portal.services import identity, networks
+from tenants.roles import ADMIN, MEMBER
+from tests.helpers import node_body
+
+pytestmark = pytest.mark.e2e
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait(pred: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Stack:
+    def __init__(self, base: str, admin: str, tenant: str, project: str) -> None:
+        self.base, self.project = base, project
+        self.http = requests.Session()
+        self.admin = {"X-Auth-Token": admin}
+        self.tenant = {"X-Auth-Token": tenant}
+
+    def call(self, method: str, path: str, who: dict[str, str], **kw: Any) -> requests.Response:
+        return self.http.request(
+            method, self.base + path, headers={**who, **kw.pop("headers", {})}, timeout=30, **kw
+        )
+
+
+def _spawn_workers(count: int) -> list[subprocess.Popen[bytes]]:
+    return [
+        subprocess.Popen(
+            [sys.executable, "-m", "portal.cli", "worker", "--no-reconcile"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(count)
+    ]
+
+
+@pytest.fixture
+def stack(ctx: Any, request: pytest.FixtureRequest) -> Iterator[Stack]:
+    workers = getattr(request, "param", 1)
+    with ctx.session() as s:
+        networks.ensure_provider(ctx, s)
+        ops = identity.create_project(ctx, s, "ops", None)
+        _, admin = identity.create_token(s, identity.create_user(s, "root", ops, ADMIN), None, None)
+        pa = identity.create_project(ctx, s, "alpha", None)
+        _, alice = identity.create_token(
+            s, identity.create_user(s, "alice", pa, MEMBER), None, None
+        )
+    port = _free_port()
+    env = {**os.environ, "BMS_PUBLIC_URL": f"http://127.0.0.1:{port}"}
+    api = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "2",
+            "--no-control-socket",
+            "wsgi:app",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    procs = [api, *_spawn_workers(workers)]
+    try:
+        base = f"http://127.0.0.1:{port}"
+
+        def up() -> bool:
+            try:
+                return requests.get(base + "/healthz", timeout=1).ok
+            except requests.RequestException:
+                return False
+
+        _wait(up, 30, "gunicorn")
+        yield Stack(base, admin, alice, pa.id)
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def _enroll_available(st: Stack, count: int) -> list[str]:
+    ids = []
+    for i in range(count):
+        r = st.call("POST", "/v1/nodes", st.admin, json=node_body(i))
+        assert r.status_code == 201, r.text
+        ids.append(r.json()["uuid"])
+        assert (
+            st.call(
+                "PUT", f"/v1/nodes/{ids[-1]}/states/provision", st.admin, json={"target": "manage"}
+            ).status_code
+            == 202
+        )
+
+    def in_state(state: str) -> bool:
+        nodes = st.call("GET", "/v1/nodes?limit=1000", st.admin).json()["nodes"]
+        return all(n["provision_state"] == state for n in nodes if n["uuid"] in ids)
+
+    _wait(lambda: in_state("manageable"), 60, "manageable")
+    for nid in ids:
+        assert (
+            st.call(
+                "PUT", f"/v1/nodes/{nid}/states/provision", st.admin, json={"target": "provide"}
+            ).status_code
+            == 202
+        )
+    _wait(lambda: in_state("available"), 60, "available")
+    return ids
+
+
+def _image(st: Stack) -> str:
+    data = os.urandom(3 * 1024 * 1024)
+    r = st.call(
+        "POST",
+        "/v1/images",
+        st.tenant,
+        json={"name": "my-os", "disk_format": "raw", "sha256": hashlib.sha256(data).hexdigest()},
+    )
+    assert r.status_code == 201, r.text
+    image_id = r.json()["id"]
+    r = st.call(
+        "PUT",
+        f"/v1/images/{image_id}/file",
+        st.tenant,
+        data=iter([data[: 1 << 20], data[1 << 20 :]]),
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    assert r.status_code == 200 and r.json()["status"] == "active", r.text
+    return image_id
+
+
+def test_lifecycle_through_http(stack: Stack) -> None:
+    st = stack
+    (node_id,) = _enroll_available(st, 1)
+    flavor = st.call(
+        "POST",
+        "/v1/flavors",
+        st.admin,
+        json={"name": "bm.small", "vcpus": 4, "ram_mb": 8192, "disk_gb": 50},
+    ).json()
+    image_id = _image(st)
+    key = (
+        Ed25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        .decode()
+    )
+    assert (
+        st.call(
+            "POST", "/v1/keypairs", st.tenant, json={"name": "laptop", "public_key": key}
+        ).status_code
+        == 201
+    )
+    r = st.call(
+        "POST",
+        "/v1/instances",
+        st.tenant,
+        json={
+            "name": "web-1",
+            "flavor": flavor["name"],
+            "image": image_id,
+            "key_names": ["laptop"],
+        },
+    )
+    assert r.status_code == 202, r.text
+    location = r.headers["Location"]
+    inst = _wait(
+        lambda: (lambda j: j if j["status"] in ("ACTIVE", "ERROR") else None)(
+            st.call("GET", location, st.tenant).json()
+        ),
+        60,
+        "ACTIVE",
+    )
+    assert inst["status"] == "ACTIVE", inst
+    assert inst["addresses"] and inst["key_names"] == ["laptop"]
+
+    assert st.call("DELETE", location, st.tenant).status_code == 202
+    _wait(lambda: st.call("GET", location, st.tenant).json()["status"] == "DELETED", 60, "DELETED")
+    _wait(
+        lambda: (
+            st.call("GET", f"/v1/nodes/{node_id}", st.admin).json()["provision_state"]
+            == "available"
+        ),
+        60,
+        "node available",
+    )
+
+    events = st.call("GET", f"/v1/events?resource_id={inst['id']}", st.tenant).json()["events"]
+    statuses = [e["payload"]["status"] for e in events if e["type"] == "instance.status"]
+    assert statuses == ["ACTIVE", "DELETING", "DELETED"]
+    assert events[0]["type"] == "instance.created"
+    node_events = st.call(
+        "GET", f"/v1/events?resource_id={node_id}&type=node.provision_state", st.admin
+    ).json()["events"]
+    assert [e["payload"]["state"] for e in node_events] == [
+        "verifying",
+        "manageable",
+        "cleaning",
+        "available",
+        "deploying",
+        "active",
+        "deleting",
+        "cleaning",
+        "available",
+    ]
+    ids = [e["id"] for e in node_events]
+    assert ids == sorted(ids)
+
+
+@pytest.mark.parametrize("stack", [4], indirect=True)
+def test_twenty_creates_race_for_ten_nodes(stack: Stack) -> None:
+    st = stack
+    _enroll_available(st, 10)
+    flavor = st.call(
+        "POST",
+        "/v1/flavors",
+        st.admin,
+        json={"name": "bm.small", "vcpus": 4, "ram_mb": 8192, "disk_gb": 50},
+    ).json()
+    image_id = _image(st)
+    assert (
+        st.call(
+            "PUT", f"/v1/projects/{st.project}/quota", st.admin, json={"instances": 50}
+        ).status_code
+        == 200
+    )
+    ids = []
+    for i in range(20):
+        r = st.call(
+            "POST",
+            "/v1/instances",
+            st.tenant,
+            json={"name": f"race-{i}", "flavor": flavor["id"], "image": image_id},
+        )
+        assert r.status_code == 202, r.text
+        ids.append(r.json()["id"])
+
+    def settled() -> list[dict[str, Any]] | None:
+        rows = [st.call("GET", f"/v1/instances/{i}", st.admin).json() for i in ids]
+        return rows if all(r["status"] in ("ACTIVE", "ERROR") for r in rows) else None
+
+    rows = _wait(settled, 120, "all instances settled")
+    status = Counter(r["status"] for r in rows)
+    assert status == {"ACTIVE": 10, "ERROR": 10}
+    errors = [r for r in rows if r["status"] == "ERROR"]
+    assert all(r["fault"]["code"] == "no_valid_host" for r in errors)
+    nodes = [r["node_id"] for r in rows if r["status"] == "ACTIVE"]
+    assert len(set(nodes)) == 10  # no node claimed twice
+    claims = st.call("GET", "/v1/events?type=node.provision_state&limit=1000", st.admin).json()
+    deploys = Counter(
+        e["resource_id"] for e in claims["events"] if e["payload"]["event"] == "deploy"
+    )
+    assert set(deploys.values()) == {1} and len(deploys) == 10
