@@ -9,17 +9,22 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from portal.core.config import Settings
+
+if TYPE_CHECKING:
+    from portal.services.context import Context
+    from workers.redis_conn import EmbeddedRedis
 
 
 def _settings() -> Settings:
     return Settings.from_env()
 
 
-def _context():  # type: ignore[no-untyped-def]
+def _context() -> Context:
     from portal.services.context import Context
 
     return Context.build(_settings())
@@ -151,7 +156,7 @@ def up(bind: str, worker_count: int, demo: bool) -> None:
     _wait_and_stop(children, embedded)
 
 
-def _seed_demo(ctx, settings: Settings, bind: str) -> None:  # type: ignore[no-untyped-def]
+def _seed_demo(ctx: Context, settings: Settings, bind: str) -> None:
     from portal import demo
 
     tokens = demo.seed(ctx)
@@ -187,7 +192,9 @@ def _wait_http(url: str, timeout: float = 30) -> None:
     raise click.ClickException(f"API did not answer at {url}")
 
 
-def _wait_and_stop(children: list[subprocess.Popen[bytes]], embedded) -> None:  # type: ignore[no-untyped-def]
+def _wait_and_stop(
+    children: list[subprocess.Popen[bytes]], embedded: EmbeddedRedis | None
+) -> None:
     stop = False
 
     def on_signal(*_: object) -> None:

@@ -48,7 +48,7 @@ def reconcile_forever(interval: float) -> None:
         time.sleep(interval)
 
 
-def start_reconciler(interval: float) -> multiprocessing.Process:
+def start_reconciler(interval: float) -> multiprocessing.context.SpawnProcess:
     proc = multiprocessing.get_context("spawn").Process(
         target=reconcile_forever, args=(interval,), name="bms-reconciler", daemon=True
     )

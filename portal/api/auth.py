@@ -52,7 +52,8 @@ def authenticate() -> None:
 
 
 def principal() -> Principal:
-    return g.principal  # type: ignore[no-any-return]
+    p: Principal = g.principal
+    return p
 
 
 def admin_only(fn: F) -> F:

@@ -16,7 +16,8 @@ from portal.services.context import Context
 
 
 def ctx() -> Context:
-    return current_app.extensions["bms"]  # type: ignore[no-any-return]
+    c: Context = current_app.extensions["bms"]
+    return c
 
 
 class PatchOp(Schema):

@@ -31,7 +31,7 @@ def check_extra_specs(specs: dict[str, Any]) -> None:
             )
 
 
-def visible(principal: Principal) -> Select[tuple[Flavor]]:
+def visible(principal: Principal) -> Select[Flavor]:
     stmt = select(Flavor)
     if not principal.is_admin:
         stmt = stmt.where(

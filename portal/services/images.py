@@ -15,7 +15,7 @@ from portal.services.context import Context
 from tenants.principal import Principal
 
 
-def visible(principal: Principal) -> Select[tuple[Image]]:
+def visible(principal: Principal) -> Select[Image]:
     stmt = select(Image).where(Image.status != "deleted")
     if not principal.is_admin:
         pid = principal.project_id

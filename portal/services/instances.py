@@ -19,7 +19,7 @@ from tenants.principal import Principal
 from workers import queue as jobqueue
 
 
-def visible(principal: Principal) -> Select[tuple[Instance]]:
+def visible(principal: Principal) -> Select[Instance]:
     stmt = select(Instance)
     if not principal.is_admin:
         stmt = stmt.where(Instance.project_id == principal.project_id)

@@ -26,7 +26,7 @@ from workers.runner import node_task
 
 MAC_RE = re.compile(r"^([0-9a-f]{2}[:-]){5}[0-9a-f]{2}$")
 # User actions on the provision-state API and the job each one starts.
-ACTIONS: dict[str, str | None] = {
+ACTIONS: dict[str, str] = {
     "manage": "verify_node",
     "provide": "clean_node",
     "deploy": "build_instance",

@@ -175,11 +175,11 @@ def delete_instance(instance_id: str) -> str:
         inst = s.get(Instance, instance_id)
         if inst is None or inst.status == DELETED:
             return "skipped"
-        node_id = inst.node_id
-        node = s.get(Node, node_id) if node_id else None
+        node = s.get(Node, inst.node_id) if inst.node_id else None
         if node is None or node.instance_id != instance_id:
             _mark_deleted(s, inst, holder)  # never reached a node (e.g. no valid host)
             return "deleted"
+        node_id: str = node.id
     with node_lock(ctx, node_id, holder):  # raises NodeLocked while a deploy still runs
         with ctx.db.session() as s:
             node = s.get_one(Node, node_id)

@@ -99,7 +99,7 @@ class ImageFile(MethodView):
             raise Invalid("send the data as application/octet-stream", field="Content-Type")
         with tx() as s:
             image = svc.get_visible(s, image_id, principal())
-            return svc.upload(ctx(), s, image, request.stream, principal())
+            return svc.upload(ctx(), s, image, request.stream, principal())  # type: ignore[arg-type]
 
     @blp.response(200)
     @blp.doc(responses={"200": {"content": {"application/octet-stream": {}}}})
@@ -114,7 +114,7 @@ class ImageFile(MethodView):
             path,
             mimetype="application/octet-stream",
             conditional=True,
-            etag=image.checksum_sha256,
+            etag=image.checksum_sha256 or False,
             download_name=f"{image.id}.{image.disk_format}",
         )
         return resp

@@ -27,7 +27,7 @@ def _mine(s: Any, name: str) -> Keypair:
     ).first()
     if kp is None:
         raise NotFound(f"keypair '{name}' not found")
-    return kp  # type: ignore[no-any-return]
+    return kp
 
 
 @blp.route("/keypairs")
