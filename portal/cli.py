@@ -192,9 +192,7 @@ def _wait_http(url: str, timeout: float = 30) -> None:
     raise click.ClickException(f"API did not answer at {url}")
 
 
-def _wait_and_stop(
-    children: list[subprocess.Popen[bytes]], embedded: EmbeddedRedis | None
-) -> None:
+def _wait_and_stop(children: list[subprocess.Popen[bytes]], embedded: EmbeddedRedis | None) -> None:
     stop = False
 
     def on_signal(*_: object) -> None:

@@ -129,7 +129,17 @@ class UserTokens(MethodView):
             row, clear = svc.create_token(
                 s, user, data.get("description"), data.get("expires_at"), principal()
             )
-            return {**TokenOut().dump(row), "token": clear}
+            # Raw attributes: the response schema (TokenOut) serializes them once.
+            fields = (
+                "id",
+                "user_id",
+                "prefix",
+                "description",
+                "expires_at",
+                "revoked",
+                "created_at",
+            )
+            return {**{f: getattr(row, f) for f in fields}, "token": clear}
 
 
 @blp.route("/tokens/<token_id>")
