@@ -50,7 +50,8 @@ def reserve(session: Session, project_id: str, *, instances: int, vcpus: int, ra
         return
     quota = session.execute(select(Quota).where(Quota.project_id == project_id)).scalar_one()
     over = [
-        f"{r} (limit {getattr(quota, r)}, in use {getattr(quota, r + '_used')}, requested {want[r]})"
+        f"{r} (limit {getattr(quota, r)}, in use {getattr(quota, f'{r}_used')}, "
+        f"requested {want[r]})"
         for r in RESOURCES
         if getattr(quota, r) >= 0 and getattr(quota, r + "_used") + want[r] > getattr(quota, r)
     ]

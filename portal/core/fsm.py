@@ -11,8 +11,9 @@ class InvalidTransition(Exception):
 
     def __init__(self, machine: str, state: str, event: str, allowed: list[str]) -> None:
         self.machine, self.state, self.event, self.allowed = machine, state, event, allowed
+        allowed_text = ", ".join(allowed) or "none"
         super().__init__(
-            f"cannot '{event}' a {machine} in state '{state}'; allowed: {', '.join(allowed) or 'none'}"
+            f"cannot '{event}' a {machine} in state '{state}'; allowed: {allowed_text}"
         )
 
 

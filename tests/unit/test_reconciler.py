@@ -35,8 +35,8 @@ def test_build_whose_job_vanished_is_requeued_and_completes(ctx, jobs):
     w = seed_world(ctx)
     make_available(ctx, 1, jobs)
     with ctx.session() as s:
-        from tenants.principal import Principal
         from tenants.models import User
+        from tenants.principal import Principal
 
         alice = s.query(User).filter_by(name="alice").one()
         who = Principal(alice.id, alice.name, alice.project_id, alice.role)
