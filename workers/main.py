@@ -9,6 +9,7 @@ import socket
 import time
 
 from rq import Worker
+from sqlalchemy.orm import configure_mappers
 
 from workers.context import current
 
@@ -24,6 +25,11 @@ def run_worker(burst: bool = False, name: str | None = None) -> bool:
     ctx = current()
     # Connections are opened per process; drop any inherited pool before RQ forks horses.
     ctx.db.dispose()
+    # RQ forks a work horse per job: import the jobs and configure the ORM here, once, so
+    # horses inherit them instead of each paying ~80 ms of CPU for it.
+    import workers.jobs  # noqa: F401
+
+    configure_mappers()
     worker = Worker([ctx.queue], connection=ctx.redis, name=name or worker_name())
     return worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
 

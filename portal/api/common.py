@@ -6,13 +6,30 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import flask_smorest
 import jsonpatch
 from flask import current_app, g
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
 from sqlalchemy.orm import Session
+from webargs.flaskparser import FlaskParser
 
 from portal.core.errors import Invalid
 from portal.services.context import Context
+
+
+class _StrictParser(FlaskParser):
+    """webargs drops unknown query parameters by default, so a misspelt filter would
+    silently list everything; reject them (422), as unknown JSON fields are."""
+
+    DEFAULT_UNKNOWN_BY_LOCATION = {
+        **FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION,
+        "query": RAISE,
+        "querystring": RAISE,
+    }
+
+
+class Blueprint(flask_smorest.Blueprint):
+    ARGUMENTS_PARSER = _StrictParser()
 
 
 def ctx() -> Context:
@@ -45,7 +62,8 @@ def apply_patch(
         patched = jsonpatch.apply_patch(document, ops)
     except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
         raise Invalid(f"patch does not apply: {exc}", field="patch") from None
-    subset = {k: patched[k] for k in allowed if k in patched}
+    # A removed top-level field becomes null; the schema says whether it may be.
+    subset = {k: patched.get(k) for k in allowed if k in patched or k in document}
     try:
         loaded = schema.load(subset, partial=True)
     except ValidationError as exc:

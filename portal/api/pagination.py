@@ -28,8 +28,13 @@ def page(
     args: dict[str, Any],
     sort_keys: tuple[str, ...],
     default_sort: str = "created_at",
+    rows: bool = False,
 ) -> tuple[list[Any], str | None]:
-    """One page of ``stmt``; returns the items and the URL of the next page (or None)."""
+    """One page of ``stmt``; returns the items and the URL of the next page (or None).
+
+    With ``rows=True`` ``stmt`` selects columns and the items are plain rows (each with an
+    ``id``), not ORM objects: much cheaper for large pages that are serialized directly.
+    """
     key = args.get("sort_key") or default_sort
     if key not in sort_keys:
         raise Invalid(f"cannot sort by '{key}'; allowed: {', '.join(sort_keys)}", field="sort_key")
@@ -45,7 +50,8 @@ def page(
         same = and_(col == value, (pk < marker) if desc else (pk > marker))
         stmt = stmt.where(or_(after, same) if value is not None else or_(col.is_not(None), same))
     order = (col.desc(), pk.desc()) if desc else (col.asc(), pk.asc())
-    items = list(s.scalars(stmt.order_by(*order).limit(limit + 1)))
+    result = s.execute(stmt.order_by(*order).limit(limit + 1))
+    items = list(result.all() if rows else result.scalars())
     if len(items) <= limit:
         return items, None
     items = items[:limit]

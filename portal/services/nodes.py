@@ -169,7 +169,7 @@ def provision(ctx: Context, s: Session, node: Node, target: str, actor: Principa
         )
     if node.reservation:
         raise Conflict(f"node is locked by {node.reservation}; try again later")
-    if target == "deploy" and not node.instance_id:
+    if target == "deploy":  # deploys belong to instances: delete and re-create to retry
         raise Conflict(
             "nodes are deployed through instances: create an instance instead",
             state=node.provision_state,

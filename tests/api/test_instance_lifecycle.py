@@ -120,3 +120,28 @@ def test_deploy_failure_lands_in_deploy_failed_and_delete_recovers(ctx, client, 
     assert (
         client.get(f"/v1/nodes/{node_id}", headers=w.admin).json["provision_state"] == "available"
     )
+
+
+def test_second_delete_after_failed_teardown_frees_the_instance(ctx, client, jobs):
+    w = seed_world(ctx)
+    (node_id,) = make_available(ctx, 1, jobs)
+    inst = client.post(
+        "/v1/instances", json={"name": "x", "flavor": w.flavor, "image": w.image}, headers=w.alice
+    ).json
+    jobs()
+    with ctx.session() as s:
+        node = s.get_one(Node, node_id)
+        node.driver_info = {**node.driver_info, "fake_fail": "detach"}
+    client.delete(f"/v1/instances/{inst['id']}", headers=w.alice)
+    jobs()
+    assert client.get(f"/v1/instances/{inst['id']}", headers=w.alice).json["status"] == "ERROR"
+    assert client.get(f"/v1/nodes/{node_id}", headers=w.admin).json["provision_state"] == (
+        "clean failed"
+    )
+    assert client.delete(f"/v1/instances/{inst['id']}", headers=w.alice).status_code == 202
+    jobs()
+    assert client.get(f"/v1/instances/{inst['id']}", headers=w.alice).json["status"] == "DELETED"
+    node = client.get(f"/v1/nodes/{node_id}", headers=w.admin).json
+    assert node["instance_uuid"] is None and "detach" in node["last_error"]
+    quota = client.get(f"/v1/projects/{w.alice_project}/quota", headers=w.alice).json
+    assert quota["in_use"]["instances"] == 0

@@ -12,6 +12,7 @@ from portal.core.models import Flavor, Instance, Network, Node
 from portal.core.states import (
     ACTIVE,
     BUILD,
+    CLEAN_FAILED,
     DELETED,
     DEPLOY_FAILED,
     DEPLOY_WAIT,
@@ -185,9 +186,15 @@ def delete_instance(instance_id: str) -> str:
             node = s.get_one(Node, node_id)
             if node.provision_state in (ACTIVE, DEPLOY_FAILED):
                 lifecycle.fire_node(s, node, "undeploy", actor=holder, instance_id=instance_id)
-            elif node.provision_state == DEPLOYING:  # a deploy that died with its worker
+            elif node.provision_state in (DEPLOYING, DEPLOY_WAIT):  # a deploy that was cut off
                 lifecycle.fire_node(s, node, "fail", actor=holder, error="deploy interrupted")
                 lifecycle.fire_node(s, node, "undeploy", actor=holder, instance_id=instance_id)
+            elif node.provision_state == CLEAN_FAILED:
+                # An earlier tear-down failed: free the tenant's instance now and leave the
+                # node, with its last_error, to an admin (provide retries the cleaning).
+                node.instance_id = None
+                _mark_deleted(s, s.get_one(Instance, instance_id), holder)
+                return "deleted"
         try:
             run_plan(ctx, node_id, "teardown")
         except Exception as exc:

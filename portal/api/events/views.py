@@ -6,12 +6,11 @@ from typing import Any
 
 from flask import request, url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 
 from portal.api.auth import authenticate, principal
-from portal.api.common import tx
+from portal.api.common import Blueprint, tx
 from portal.core.models import Event
 
 blp = Blueprint("events", __name__, url_prefix="/v1", description="Events (outbox)")

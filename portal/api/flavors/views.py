@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from portal.api.auth import admin_only, authenticate, principal
-from portal.api.common import tx
+from portal.api.common import Blueprint, tx
 from portal.api.flavors.schemas import (
     AccessBody,
     AccessList,

@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from sqlalchemy import select
 
 from portal.api.auth import admin_only, authenticate, principal
-from portal.api.common import ctx, tx
+from portal.api.common import Blueprint, ctx, tx
 from portal.api.identity.schemas import (
     ProjectCreate,
     ProjectList,

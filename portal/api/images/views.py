@@ -6,10 +6,9 @@ from typing import Any
 
 from flask import Response, request, send_file
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from portal.api.auth import authenticate, principal, writer
-from portal.api.common import ctx, tx
+from portal.api.common import Blueprint, ctx, tx
 from portal.api.images.schemas import (
     ImageCreate,
     ImageList,

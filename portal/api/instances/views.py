@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from portal.api.auth import authenticate, principal, writer
-from portal.api.common import ctx, tx
+from portal.api.common import Blueprint, ctx, tx
 from portal.api.instances.schemas import InstanceCreate, InstanceList, InstanceListArgs, InstanceOut
 from portal.api.pagination import page
 from portal.core.models import Instance

@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from sqlalchemy import select
 
 from portal.api.auth import authenticate, principal, writer
-from portal.api.common import tx
+from portal.api.common import Blueprint, tx
 from portal.api.keypairs.schemas import KeypairCreate, KeypairList, KeypairListArgs, KeypairOut
 from portal.api.pagination import page
 from portal.core import events

@@ -1,0 +1,144 @@
+"""IP address management on a real database (both backends)."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+
+import pytest
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+
+from portal.core import ipam
+from portal.core.errors import Conflict
+from portal.core.models import Flavor, Image, Instance, IPAllocation, Network, Subnet
+from portal.services import networks
+from tenants.models import Project
+
+
+@pytest.fixture
+def make_instance(ctx) -> Callable[[], str]:
+    """Instances to hang allocations on (ip_allocations.instance_id is a foreign key)."""
+    with ctx.session() as s:
+        project = Project(name="ipam")
+        flavor = Flavor(name="f", vcpus=1, ram_mb=1, disk_gb=1)
+        image = Image(name="i")
+        s.add_all([project, flavor, image])
+        s.flush()
+        ids = (project.id, flavor.id, image.id)
+
+    def make() -> str:
+        with ctx.session() as s:
+            inst = Instance(
+                name="vm",
+                project_id=ids[0],
+                flavor_id=ids[1],
+                image_id=ids[2],
+                vcpus=1,
+                ram_mb=1,
+            )
+            s.add(inst)
+            s.flush()
+            return inst.id
+
+    return make
+
+
+def tiny_network(ctx, *pools: tuple[str, str]) -> str:
+    with ctx.session() as s:
+        net = Network(name="tiny")
+        for i, (start, end) in enumerate(pools):
+            net.subnets.append(
+                Subnet(cidr=f"10.{i}.0.0/24", pool_start=start, pool_end=end, gateway_ip=None)
+            )
+        s.add(net)
+        s.flush()
+        return net.id
+
+
+def allocate(ctx, net_id: str, instance_id: str) -> str:
+    with ctx.session() as s:
+        return ipam.allocate(s, s.get_one(Network, net_id), instance_id).address
+
+
+def test_provider_network_hands_out_unique_addresses_lowest_first(ctx, make_instance) -> None:
+    with ctx.session() as s:
+        net_id = networks.ensure_provider(ctx, s).id
+    got = [allocate(ctx, net_id, make_instance()) for _ in range(5)]
+    assert got == ["192.0.2.10", "192.0.2.11", "192.0.2.12", "192.0.2.13", "192.0.2.14"]
+    assert len(set(got)) == len(got)
+    subnet = ipaddress.ip_network(ctx.settings.provider_network_cidr)
+    assert all(ipaddress.ip_address(a) in subnet for a in got)
+    with ctx.session() as s:
+        rows = s.scalars(select(IPAllocation)).all()
+        assert sorted(r.address for r in rows) == sorted(got)
+        assert all(r.network_id == net_id for r in rows)
+
+
+def test_one_instance_can_hold_several_addresses(ctx, make_instance) -> None:
+    net_id = tiny_network(ctx, ("10.0.0.10", "10.0.0.20"))
+    inst = make_instance()
+    a, b = allocate(ctx, net_id, inst), allocate(ctx, net_id, inst)
+    assert a != b
+    with ctx.session() as s:
+        assert sorted(ipam.release(s, inst)) == sorted([a, b])
+
+
+def test_released_addresses_are_reused(ctx, make_instance) -> None:
+    net_id = tiny_network(ctx, ("10.0.0.10", "10.0.0.12"))
+    first, second, third = make_instance(), make_instance(), make_instance()
+    assert allocate(ctx, net_id, first) == "10.0.0.10"
+    assert allocate(ctx, net_id, second) == "10.0.0.11"
+    assert allocate(ctx, net_id, third) == "10.0.0.12"
+    with ctx.session() as s:
+        assert ipam.release(s, second) == ["10.0.0.11"]
+    with ctx.session() as s:
+        assert ipam.release(s, second) == []  # releasing twice is harmless
+    assert allocate(ctx, net_id, make_instance()) == "10.0.0.11"
+
+
+def test_exhaustion_raises_conflict_naming_the_network(ctx, make_instance) -> None:
+    net_id = tiny_network(ctx, ("10.0.0.10", "10.0.0.11"))
+    allocate(ctx, net_id, make_instance())
+    allocate(ctx, net_id, make_instance())
+    late = make_instance()
+    with pytest.raises(Conflict, match="no free IP address left on network 'tiny'") as info:
+        allocate(ctx, net_id, late)
+    assert info.value.status == 409 and info.value.extra == {"network": net_id}
+    with ctx.session() as s:
+        assert s.scalars(select(IPAllocation).where(IPAllocation.instance_id == late)).all() == []
+
+
+def test_a_full_subnet_spills_over_into_the_next(ctx, make_instance) -> None:
+    net_id = tiny_network(ctx, ("10.0.0.10", "10.0.0.10"), ("10.1.0.5", "10.1.0.6"))
+    got = [allocate(ctx, net_id, make_instance()) for _ in range(3)]
+    assert got == ["10.0.0.10", "10.1.0.5", "10.1.0.6"]
+    with pytest.raises(Conflict):
+        allocate(ctx, net_id, make_instance())
+
+
+def test_the_database_refuses_the_same_address_twice(ctx, make_instance) -> None:
+    """The unique key, not the Python loop, is what guarantees single use under races."""
+    net_id = tiny_network(ctx, ("10.0.0.10", "10.0.0.20"))
+    a, b = make_instance(), make_instance()
+    with ctx.session() as s:
+        subnet_id = s.get_one(Network, net_id).subnets[0].id
+    with ctx.session() as s:
+        s.add(
+            IPAllocation(subnet_id=subnet_id, network_id=net_id, address="10.0.0.10", instance_id=a)
+        )
+    with pytest.raises(IntegrityError), ctx.session() as s:
+        s.add(
+            IPAllocation(subnet_id=subnet_id, network_id=net_id, address="10.0.0.10", instance_id=b)
+        )
+        s.flush()
+
+
+def test_purging_an_instance_row_cascades_to_its_addresses(ctx, make_instance) -> None:
+    """ON DELETE CASCADE in the schema (the migration), checked with a Core DELETE."""
+    net_id = tiny_network(ctx, ("10.0.0.10", "10.0.0.10"))
+    inst = make_instance()
+    allocate(ctx, net_id, inst)
+    with ctx.session() as s:
+        s.execute(delete(Instance).where(Instance.id == inst))
+    assert allocate(ctx, net_id, make_instance()) == "10.0.0.10"
