@@ -34,6 +34,9 @@ PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/bms_test"
 def _postgres_url() -> str | None:
     url = os.environ.get("BMS_TEST_POSTGRES_URL", PG_DEFAULT)
     base, _, dbname = url.rpartition("/")
+    # One database per test run, so concurrent runs on one server never drop each other's schema.
+    dbname = f"{dbname}_{os.getpid()}"
+    url = f"{base}/{dbname}"
     try:
         admin = create_engine(f"{base}/postgres", isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
