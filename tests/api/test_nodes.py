@@ -97,11 +97,12 @@ def test_password_is_encrypted_at_rest_and_redacted_everywhere(ctx, client, admi
     assert stored["bmc_address"] == "10.0.0.1"
     assert ctx.cipher.decrypt(stored["bmc_password"]) == PASSWORD
     # Nowhere in the API: node views, the list, or the events outbox.
-    client.patch(
+    r = client.patch(
         f"/v1/nodes/{node['uuid']}",
         json=[{"op": "add", "path": "/driver_info/bmc_port", "value": "623"}],
         headers=admin,
     )
+    assert r.status_code == 200 and r.json["driver_info"]["bmc_password"] == "******"
     for path in ("/v1/nodes", f"/v1/nodes/{node['uuid']}", "/v1/events?limit=1000"):
         r = client.get(path, headers=admin)
         assert r.status_code == 200 and PASSWORD not in r.get_data(as_text=True), path
@@ -232,24 +233,30 @@ def test_patch_driver_info_keeps_the_redacted_password(ctx, client, admin) -> No
     assert stored.startswith(PREFIX) and ctx.cipher.decrypt(stored) == "n3w-pw"
 
 
-@pytest.mark.parametrize(
-    ("ops", "field"),
-    [
-        ([{"op": "replace", "path": "/provision_state", "value": "active"}], "/provision_state"),
-        ([{"op": "replace", "path": "/uuid", "value": "x"}], "/uuid"),
-        ([{"op": "replace", "path": "/properties/cpus", "value": "many"}], "properties"),
-        ([{"op": "add", "path": "/traits/-", "value": "lower"}], "traits"),
-        ([{"op": "remove", "path": "/capabilities/nope"}], "patch"),
-    ],
-)
-def test_invalid_patches_are_422_and_change_nothing(client, admin, ops, field) -> None:
+BAD_PATCHES = [
+    ([{"op": "replace", "path": "/provision_state", "value": "active"}], "/provision_state"),
+    ([{"op": "replace", "path": "/uuid", "value": "x"}], "/uuid"),
+    ([{"op": "replace", "path": "/properties/cpus", "value": "many"}], "properties"),
+    ([{"op": "add", "path": "/traits/-", "value": "lower"}], "traits"),
+    ([{"op": "remove", "path": "/capabilities/nope"}], "patch"),
+    (
+        [
+            {"op": "replace", "path": "/properties/cpus", "value": 64},
+            {"op": "replace", "path": "/instance_uuid", "value": "x"},
+        ],
+        "/instance_uuid",
+    ),
+]
+
+
+def test_invalid_patches_are_422_and_change_nothing(client, admin) -> None:
     node = create(client, admin, 1)
-    r = client.patch(f"/v1/nodes/{node['uuid']}", json=ops, headers=admin)
-    assert r.status_code == 422, r.json
-    assert any(e["field"].startswith(field) for e in r.json["errors"]), r.json
+    for ops, field in BAD_PATCHES:
+        r = client.patch(f"/v1/nodes/{node['uuid']}", json=ops, headers=admin)
+        assert r.status_code == 422, (ops, r.json)
+        assert any(e["field"].startswith(field) for e in r.json["errors"]), (ops, r.json)
     after = client.get(f"/v1/nodes/{node['uuid']}", headers=admin).json
-    assert after["properties"] == node["properties"] and after["traits"] == node["traits"]
-    assert after["provision_state"] == "enroll"
+    assert after == node
 
 
 def test_patch_with_a_bad_op_is_422(client, admin) -> None:
@@ -347,12 +354,13 @@ def test_atomic_import_of_good_rows_creates_them_all(ctx, client, admin) -> None
     assert counts(ctx) == (3, 3)
 
 
-@pytest.mark.parametrize("payload", [b"{not json", b'{"nodes": 3}', b"[1, 2]", b'"a string"'])
-def test_import_of_a_malformed_document_is_422(ctx, client, admin, payload: bytes) -> None:
-    r = client.post(
-        "/v1/nodes/import", data=payload, content_type="application/json", headers=admin
-    )
-    assert r.status_code == 422 and r.json["errors"][0]["field"] == "body"
+def test_import_of_a_malformed_document_is_422(ctx, client, admin) -> None:
+    for payload in (b"{not json", b'{"nodes": 3}', b"[1, 2]", b'"a string"', b"\xff\xfe"):
+        r = client.post(
+            "/v1/nodes/import", data=payload, content_type="application/json", headers=admin
+        )
+        assert r.status_code == 422 and r.mimetype == "application/problem+json", payload
+        assert r.json["errors"][0]["field"] == "body", payload
     assert counts(ctx) == (0, 0)
 
 

@@ -27,7 +27,10 @@ from tenants.principal import Principal
 
 
 def parse(content: bytes, content_type: str) -> list[dict[str, Any]]:
-    text = content.decode("utf-8-sig")
+    try:
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise Invalid(f"not UTF-8 text: {exc}", field="body") from None
     if "csv" in content_type:
         return [_csv_row(r) for r in csv.DictReader(io.StringIO(text))]
     try:
