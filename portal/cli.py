@@ -49,6 +49,21 @@ def db_upgrade(revision: str) -> None:
     settings = _settings()
     migrate.upgrade(settings.database_url, revision)
     click.echo(f"database at revision {migrate.current(settings.database_url)}")
+    if revision == "head":
+        _ensure_provider_network()
+
+
+def _ensure_provider_network() -> None:
+    from portal.services import networks
+
+    ctx = _context()
+    with ctx.session() as s:
+        net = networks.ensure_provider(ctx, s)
+        subnet = net.subnets[0]
+        click.echo(
+            f"provider network {net.name}: {subnet.cidr}, pool {subnet.pool_start}-"
+            f"{subnet.pool_end} (BMS_PROVIDER_CIDR / BMS_PROVIDER_POOL)"
+        )
 
 
 @db.command("current")
@@ -144,13 +159,9 @@ def up(bind: str, worker_count: int, demo: bool) -> None:
         )
     children.append(subprocess.Popen(_gunicorn_argv(bind, 2)))
     _wait_http(f"http://{bind}/healthz")
-    from portal.services import networks
-
-    ctx = _context()
-    with ctx.session() as s:
-        networks.ensure_provider(ctx, s)
+    _ensure_provider_network()
     if demo:
-        _seed_demo(ctx, settings, bind)
+        _seed_demo(_context(), settings, bind)
     click.echo(f"BMS Portal is up on http://{bind}  (API docs: http://{bind}/v1/docs)")
     click.echo(f"logs: {log_dir}; Ctrl-C stops everything")
     _wait_and_stop(children, embedded)

@@ -64,7 +64,6 @@ def seed(ctx: Context, node_count: int = 4) -> DemoTokens | None:
             },
             actor,
         )
-        images.upload(ctx, s, image, io.BytesIO(DEMO_IMAGE), actor)
         for i in range(node_count):
             node = nodes.create_node(
                 ctx,
@@ -89,7 +88,9 @@ def seed(ctx: Context, node_count: int = 4) -> DemoTokens | None:
                 actor,
             )
             nodes.provision(ctx, s, node, "manage", actor)
-        return DemoTokens(admin_token, tenant_token, flavor.id, image.id)
+        tokens = DemoTokens(admin_token, tenant_token, flavor.id, image.id)
+    images.upload(ctx, tokens.image, io.BytesIO(DEMO_IMAGE), ids.SYSTEM)
+    return tokens
 
 
 def provide_manageable(ctx: Context) -> int:

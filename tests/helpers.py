@@ -66,8 +66,7 @@ def seed_world(ctx: Context) -> World:
             },
             identity.SYSTEM,
         )
-        images.upload(ctx, s, image, io.BytesIO(IMAGE_BYTES), identity.SYSTEM)
-        return World(
+        world = World(
             headers(admin),
             headers(alice),
             headers(bob),
@@ -77,6 +76,8 @@ def seed_world(ctx: Context) -> World:
             flavor.id,
             image.id,
         )
+    images.upload(ctx, world.image, io.BytesIO(IMAGE_BYTES), identity.SYSTEM)
+    return world
 
 
 def node_body(i: int, **over: Any) -> dict[str, Any]:

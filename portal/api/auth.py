@@ -40,7 +40,7 @@ def authenticate() -> None:
         g.principal = hit[1]
         return
     ctx = current_app.extensions["bms"]
-    with ctx.session() as s:
+    with ctx.db.read_session() as s:
         principal = ctx.auth.authenticate(s, token)
     if principal is None:
         cache.pop(token, None)

@@ -8,7 +8,7 @@ from typing import Any
 
 import flask_smorest
 import jsonpatch
-from flask import current_app, g
+from flask import current_app, g, request
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 from sqlalchemy.orm import Session
 from webargs.flaskparser import FlaskParser
@@ -88,7 +88,9 @@ def tx() -> Iterator[Session]:
     """
     s = g.get("db_session")
     if s is None:
-        s = g.db_session = ctx().db.sessionmaker()
+        db = ctx().db
+        maker = db.read_sessionmaker if request.method in ("GET", "HEAD") else db.sessionmaker
+        s = g.db_session = maker()
     try:
         yield s
         s.commit()

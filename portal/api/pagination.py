@@ -29,11 +29,15 @@ def page(
     sort_keys: tuple[str, ...],
     default_sort: str = "created_at",
     rows: bool = False,
+    scope: Select[Any] | None = None,
 ) -> tuple[list[Any], str | None]:
     """One page of ``stmt``; returns the items and the URL of the next page (or None).
 
     With ``rows=True`` ``stmt`` selects columns and the items are plain rows (each with an
     ``id``), not ORM objects: much cheaper for large pages that are serialized directly.
+    ``scope`` is what the caller may see at all: a marker outside it is "not found", so
+    markers cannot probe other tenants' ids (list filters do not apply to the marker, so
+    an item that changed state while paging still works as a marker).
     """
     key = args.get("sort_key") or default_sort
     if key not in sort_keys:
@@ -42,7 +46,8 @@ def page(
     desc = args.get("sort_dir") == "desc"
     limit = args["limit"]
     if marker := args.get("marker"):
-        row = s.execute(select(col).where(pk == marker)).first()
+        lookup = scope.with_only_columns(col) if scope is not None else select(col)
+        row = s.execute(lookup.where(pk == marker)).first()
         if row is None:
             raise Invalid(f"marker '{marker}' not found", field="marker")
         value = row[0]

@@ -35,7 +35,6 @@ class Settings:
     provider_network_cidr: str = "192.0.2.0/24"
     provider_network_pool: str = "192.0.2.10-192.0.2.250"
     provider_network_gateway: str = "192.0.2.1"
-    log_json: bool = False
     debug: bool = False
 
     @classmethod
@@ -60,7 +59,6 @@ class Settings:
             provider_network_cidr=e.get("BMS_PROVIDER_CIDR", "192.0.2.0/24"),
             provider_network_pool=e.get("BMS_PROVIDER_POOL", "192.0.2.10-192.0.2.250"),
             provider_network_gateway=e.get("BMS_PROVIDER_GATEWAY", "192.0.2.1"),
-            log_json=_bool(e.get("BMS_LOG_JSON")),
             debug=_bool(e.get("BMS_DEBUG")),
         )
 

@@ -26,25 +26,34 @@ class Context:
     settings: Settings
     db: Database
     cipher: Cipher
-    queue: Queue
     store: ImageStore
     auth: AuthBackend = field(default_factory=LocalAuth)
+    _queue: Queue | None = None
 
     @classmethod
     def build(cls, settings: Settings) -> Context:
-        if not settings.redis_url:
-            raise RuntimeError("REDIS_URL is not set")
         return cls(
             settings=settings,
             db=Database(settings.database_url),
             cipher=Cipher(load_keys(settings.secret_keys, settings.var_dir)),
-            queue=Queue(
-                settings.queue_name,
-                connection=connect(settings.redis_url),
-                default_timeout=settings.job_timeout,
-            ),
             store=LocalImageStore(settings.image_dir),
         )
+
+    @property
+    def queue(self) -> Queue:
+        """The job queue, connected on first use: admin commands that enqueue nothing
+        (migrations, imports, tokens) run without Redis."""
+        if self._queue is None:
+            if not self.settings.redis_url:
+                raise RuntimeError(
+                    "REDIS_URL is not set: workers need Redis (`bms up` starts an embedded one)"
+                )
+            self._queue = Queue(
+                self.settings.queue_name,
+                connection=connect(self.settings.redis_url),
+                default_timeout=self.settings.job_timeout,
+            )
+        return self._queue
 
     @property
     def quota_defaults(self) -> Defaults:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, BinaryIO
 
 from sqlalchemy import Select, exists, or_, select
+from sqlalchemy import update as sql_update
 from sqlalchemy.orm import Session
 
 from portal.core import events
@@ -82,29 +83,61 @@ def update(s: Session, image: Image, changes: dict[str, Any], principal: Princip
     return image
 
 
-def upload(ctx: Context, s: Session, image: Image, stream: BinaryIO, principal: Principal) -> Image:
-    """Stream the bytes to the store; the image becomes active only if the checksum holds."""
-    _check_owner(image, principal)
-    if image.status != "queued":
-        raise Conflict(
-            f"image is '{image.status}': data can be uploaded once, to a queued image",
-            state=image.status,
-        )
+def upload(ctx: Context, image_id: str, stream: BinaryIO, principal: Principal) -> Image:
+    """Stream the bytes to the store; the image becomes active only if the checksum holds.
+
+    No transaction is open while the bytes flow (on SQLite that would hold the database's
+    write lock for the whole upload): the image is claimed with a conditional update
+    (queued → saving), written, then marked active, or put back to queued on failure.
+    """
+    with ctx.session() as s:
+        image = get_visible(s, image_id, principal)
+        _check_owner(image, principal)
+        claimed = s.execute(
+            sql_update(Image)
+            .where(Image.id == image.id, Image.status == "queued")
+            .values(status="saving")
+            .execution_options(synchronize_session=False)
+        ).rowcount  # type: ignore[attr-defined]
+        if claimed != 1:
+            raise Conflict(
+                f"image is '{image.status}': data can be uploaded once, to a queued image",
+                state=image.status,
+            )
+        expected = image.expected_sha256
     try:
-        stored = ctx.store.put(image.id, stream, image.expected_sha256)
-    except ChecksumMismatch as exc:
-        raise Invalid(str(exc), field="sha256", expected=exc.expected, actual=exc.actual) from None
-    image.size, image.checksum_sha256, image.status = stored.size, stored.sha256, "active"
-    events.record(
-        s,
-        "image.uploaded",
-        "image",
-        image.id,
-        actor=principal.actor,
-        project_id=image.owner,
-        size=stored.size,
-        sha256=stored.sha256,
-    )
+        stored = ctx.store.put(image_id, stream, expected)
+    except BaseException as exc:
+        with ctx.session() as s:
+            image = s.get_one(Image, image_id)
+            image.status = "queued"
+            events.record(
+                s,
+                "image.upload_failed",
+                "image",
+                image_id,
+                actor=principal.actor,
+                project_id=image.owner,
+                error=str(exc)[:500],
+            )
+        if isinstance(exc, ChecksumMismatch):
+            raise Invalid(
+                str(exc), field="sha256", expected=exc.expected, actual=exc.actual
+            ) from None
+        raise
+    with ctx.session() as s:
+        image = s.get_one(Image, image_id)
+        image.size, image.checksum_sha256, image.status = stored.size, stored.sha256, "active"
+        events.record(
+            s,
+            "image.uploaded",
+            "image",
+            image.id,
+            actor=principal.actor,
+            project_id=image.owner,
+            size=stored.size,
+            sha256=stored.sha256,
+        )
     return image
 
 

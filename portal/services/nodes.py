@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from portal.core import events, lifecycle
 from portal.core.errors import Conflict, Invalid
@@ -19,6 +20,7 @@ from portal.core.states import (
 )
 from portal.services.context import Context
 from portal.services.lookup import node_by_ident
+from tenants.models import Project
 from tenants.principal import Principal
 from workers import queue as jobqueue
 from workers.drivers.base import DriverError, get_driver
@@ -41,7 +43,13 @@ def normalize_mac(mac: str) -> str:
     return m
 
 
+def _check_owner(s: Session, owner: str | None) -> None:
+    if owner is not None and s.get(Project, owner) is None:
+        raise Invalid(f"project '{owner}' not found", field="owner")
+
+
 def create_node(ctx: Context, s: Session, data: dict[str, Any], actor: Principal) -> Node:
+    _check_owner(s, data.get("owner"))
     ports = data.pop("ports", [])
     data["driver_info"] = ctx.cipher.seal(data.get("driver_info") or {})
     _check_driver(data.get("driver", "fake"))
@@ -51,8 +59,10 @@ def create_node(ctx: Context, s: Session, data: dict[str, Any], actor: Principal
         s.flush()
     except IntegrityError:
         raise Conflict(f"a node named '{data.get('name')}' already exists", field="name") from None
-    for p in ports:
-        create_port(s, node, p, actor, emit=False)
+    created = [create_port(s, node, p, actor, emit=False) for p in ports]
+    # The new node's ports are exactly these: say so, rather than have the response
+    # load them back with one more query (and transaction) after the commit.
+    set_committed_value(node, "ports", sorted(created, key=lambda p: p.address))
     events.record(
         s,
         "node.created",
@@ -100,6 +110,32 @@ def create_port(
     return port
 
 
+def delete_port(s: Session, port: Port, actor: Principal) -> None:
+    node = s.get(Node, port.node_id)
+    if node is not None and node.provision_state not in (
+        "enroll",
+        "manageable",
+        "available",
+        "clean failed",
+        "deploy failed",
+    ):
+        raise Conflict(
+            f"node is '{node.provision_state}': ports can be removed from nodes in enroll, "
+            "manageable, available, clean failed or deploy failed",
+            state=node.provision_state,
+        )
+    events.record(
+        s,
+        "port.deleted",
+        "port",
+        port.id,
+        actor=actor.actor,
+        node_id=port.node_id,
+        address=port.address,
+    )
+    s.delete(port)
+
+
 def update_node(
     ctx: Context, s: Session, node: Node, changes: dict[str, Any], actor: Principal
 ) -> Node:
@@ -117,6 +153,8 @@ def update_node(
         changes["driver_info"] = merged
     if "driver" in changes:
         _check_driver(changes["driver"])
+    if "owner" in changes:
+        _check_owner(s, changes["owner"])
     for key, value in changes.items():
         setattr(node, key, value)
     try:

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from portal.api.auth import authenticate, principal
 from portal.api.common import Blueprint, tx
+from portal.core import outbox
 from portal.core.models import Event
 
 blp = Blueprint("events", __name__, url_prefix="/v1", description="Events (outbox)")
@@ -19,12 +20,25 @@ blp.before_request(authenticate)
 
 class EventArgs(Schema):
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
-    marker = fields.Integer(metadata={"description": "return events with id greater than this"})
+    marker = fields.Integer(
+        metadata={"description": "id of the last event you processed; events come in commit order"}
+    )
     type = fields.String()
     resource_type = fields.String()
     resource_id = fields.String()
     project_id = fields.String()
     since = fields.AwareDateTime()
+
+
+# Payload keys only admins see: which physical node serves a tenant is the operator's business.
+ADMIN_ONLY_PAYLOAD = frozenset({"node_id", "details", "reservation"})
+
+
+class PayloadField(fields.Field):
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kw: Any) -> Any:
+        if principal().is_admin:
+            return value
+        return {k: v for k, v in (value or {}).items() if k not in ADMIN_ONLY_PAYLOAD}
 
 
 class EventOut(Schema):
@@ -34,7 +48,7 @@ class EventOut(Schema):
     resource_id = fields.String()
     project_id = fields.String(allow_none=True)
     actor = fields.String()
-    payload = fields.Dict()
+    payload = PayloadField()
     created_at = fields.DateTime()
 
 
@@ -59,10 +73,9 @@ class Events(MethodView):
                 stmt = stmt.where(getattr(Event, key) == args[key])
         if "since" in args:
             stmt = stmt.where(Event.created_at >= args["since"])
-        if "marker" in args:
-            stmt = stmt.where(Event.id > args["marker"])
         with tx() as s:
-            items = list(s.scalars(stmt.order_by(Event.id).limit(args["limit"] + 1)))
+            stmt = outbox.ordered_after(s, stmt, args.get("marker"))
+            items = list(s.scalars(stmt.limit(args["limit"] + 1)))
         next_url = None
         if len(items) > args["limit"]:
             items = items[: args["limit"]]

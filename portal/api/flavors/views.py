@@ -42,7 +42,14 @@ class Flavors(MethodView):
         if "min_ram_mb" in args:
             stmt = stmt.where(Flavor.ram_mb >= args["min_ram_mb"])
         with tx() as s:
-            items, next_url = page(s, stmt, Flavor, args, ("created_at", "name", "vcpus", "ram_mb"))
+            items, next_url = page(
+                s,
+                stmt,
+                Flavor,
+                args,
+                ("created_at", "name", "vcpus", "ram_mb"),
+                scope=svc.visible(principal()),
+            )
             return {"flavors": items, "next": next_url}
 
     @admin_only

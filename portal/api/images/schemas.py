@@ -60,7 +60,7 @@ class ImageList(Schema):
 class ImageListArgs(ListArgs):
     name = fields.String()
     visibility = fields.String(validate=validate.OneOf(VISIBILITY))
-    status = fields.String(validate=validate.OneOf(["queued", "active", "killed"]))
+    status = fields.String(validate=validate.OneOf(["queued", "saving", "active"]))
     owner = fields.String()
 
 

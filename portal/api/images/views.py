@@ -38,7 +38,9 @@ class Images(MethodView):
             if key in args:
                 stmt = stmt.where(getattr(Image, key) == args[key])
         with tx() as s:
-            items, next_url = page(s, stmt, Image, args, ("created_at", "name", "size"))
+            items, next_url = page(
+                s, stmt, Image, args, ("created_at", "name", "size"), scope=svc.visible(principal())
+            )
             return {"images": items, "next": next_url}
 
     @writer
@@ -96,9 +98,7 @@ class ImageFile(MethodView):
         """Upload the image's bytes (streamed; sha256 verified if given at create)."""
         if request.mimetype != "application/octet-stream":
             raise Invalid("send the data as application/octet-stream", field="Content-Type")
-        with tx() as s:
-            image = svc.get_visible(s, image_id, principal())
-            return svc.upload(ctx(), s, image, request.stream, principal())  # type: ignore[arg-type]
+        return svc.upload(ctx(), image_id, request.stream, principal())  # type: ignore[arg-type]
 
     @blp.response(200)
     @blp.doc(responses={"200": {"content": {"application/octet-stream": {}}}})

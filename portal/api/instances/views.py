@@ -33,7 +33,14 @@ class Instances(MethodView):
         if "project_id" in args and principal().is_admin:
             stmt = stmt.where(Instance.project_id == args["project_id"])
         with tx() as s:
-            items, next_url = page(s, stmt, Instance, args, ("created_at", "name", "status"))
+            items, next_url = page(
+                s,
+                stmt,
+                Instance,
+                args,
+                ("created_at", "name", "status"),
+                scope=svc.visible(principal()),
+            )
             return {"instances": items, "next": next_url}
 
     @writer

@@ -39,7 +39,14 @@ class Keypairs(MethodView):
         if "name" in args:
             stmt = stmt.where(Keypair.name == args["name"])
         with tx() as s:
-            items, next_url = page(s, stmt, Keypair, args, ("created_at", "name"))
+            items, next_url = page(
+                s,
+                stmt,
+                Keypair,
+                args,
+                ("created_at", "name"),
+                scope=select(Keypair).where(Keypair.user_id == principal().user_id),
+            )
             return {"keypairs": items, "next": next_url}
 
     @writer

@@ -229,5 +229,4 @@ class PortItem(MethodView):
     def delete(self, port_id: str) -> None:
         """Remove a port."""
         with tx() as s:
-            port = get_or_404(s, Port, port_id, "port")
-            s.delete(port)
+            svc.delete_port(s, get_or_404(s, Port, port_id, "port"), principal())

@@ -1,7 +1,10 @@
 """The events table is an outbox: written in the same transaction as the change it records.
 
-Consumers (webhooks, billing, analytics) read it in ``id`` order and remember the last
-id they processed, so one table serves any number of independent consumers.
+Consumers (webhooks, billing, analytics) read it through :mod:`portal.core.outbox` and
+remember the last event id they processed, so one table serves any number of independent
+consumers. On PostgreSQL ids are drawn at insert but transactions commit in any order, so
+each row also records its transaction id (``txid``) and readers only see events of
+transactions older than every transaction still running (see ``outbox``).
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Index, Integer, String
+from sqlalchemy import BigInteger, FetchedValue, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from portal.core.db import Base, utcnow
@@ -33,3 +36,5 @@ class Event(Base):
     actor: Mapped[str] = mapped_column(String(255))
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # PostgreSQL fills this with txid_current(); NULL on SQLite, where writers are serialized.
+    txid: Mapped[int | None] = mapped_column(BigInteger, server_default=FetchedValue())
