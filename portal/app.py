@@ -38,6 +38,7 @@ class ProblemApi(Api):
 def create_app(settings: Settings | None = None, context: Context | None = None) -> Flask:
     settings = settings or (context.settings if context else Settings.from_env())
     context = context or Context.build(settings)
+    context.queue  # noqa: B018  fail at start-up, not on the first enqueue, if Redis is missing
     app = Flask("portal")
     app.config.update(
         API_TITLE="BMS Portal",
