@@ -71,6 +71,8 @@ NODE_FSM = StateMachine(
 
 # States in which a worker is (or should be) doing something; the reconciler watches them.
 NODE_TRANSIENT = frozenset({VERIFYING, CLEANING, CLEAN_WAIT, DEPLOYING, DEPLOY_WAIT, DELETING})
+# Transient states in which no job runs: an agent is expected to call back.
+NODE_WAITING = frozenset({CLEAN_WAIT, DEPLOY_WAIT})
 # Where a lost job leaves a node (fired with "fail").
 NODE_STABLE = frozenset({ENROLL, MANAGEABLE, AVAILABLE, ACTIVE, DEPLOY_FAILED, CLEAN_FAILED})
 

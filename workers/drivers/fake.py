@@ -3,7 +3,10 @@
 Failure injection for tests and demos, via ``driver_info``:
 - ``fake_fail``: a step name ("power", "set_boot_device", "write_image", "wipe_disks",
   "attach", "detach", "validate") that raises a :class:`DriverError`;
-- ``fake_delay``: seconds each step sleeps (default 0).
+- ``fake_delay``: seconds each step sleeps (default 0);
+- ``fake_async``: true makes ``write_image`` and ``wipe_disks`` answer "wait", as an agent
+  deploy does: the job ends and the plan resumes when ``continue_deploy`` / ``continue_clean``
+  is enqueued (what the agent's callback does).
 Power and boot device are kept in ``task.internal`` so they persist like real hardware.
 """
 
@@ -20,7 +23,7 @@ from workers.drivers.base import (
     register_driver,
 )
 
-FAKE_FIELDS = ("fake_fail", "fake_delay")
+FAKE_FIELDS = ("fake_fail", "fake_delay", "fake_async")
 
 
 def _step(task: NodeTask, name: str) -> None:
@@ -76,12 +79,12 @@ class FakeDeploy:
     def write_image(self, task: NodeTask) -> StepResult:
         _step(task, "write_image")
         task.internal["fake_disk"] = task.instance.get("image_sha256")
-        return "done"
+        return "wait" if task.driver_info.get("fake_async") else "done"
 
     def wipe_disks(self, task: NodeTask) -> StepResult:
         _step(task, "wipe_disks")
         task.internal.pop("fake_disk", None)
-        return "done"
+        return "wait" if task.driver_info.get("fake_async") else "done"
 
 
 class FakeNetwork:

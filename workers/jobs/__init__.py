@@ -1,12 +1,13 @@
 """RQ job functions: top-level, idempotent, taking IDs. Enqueued as ``workers.jobs.<name>``."""
 
 from workers.jobs.instances import build_instance, continue_deploy, delete_instance
-from workers.jobs.nodes import clean_node, set_power, verify_node
+from workers.jobs.nodes import clean_node, continue_clean, set_power, verify_node
 from workers.jobs.reconcile import reconcile
 
 __all__ = [
     "build_instance",
     "clean_node",
+    "continue_clean",
     "continue_deploy",
     "delete_instance",
     "reconcile",

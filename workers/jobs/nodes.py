@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from portal.core import events, lifecycle
 from portal.core.models import Node
-from portal.core.states import CLEANING, POWER_OFF, POWER_ON, REBOOT, VERIFYING
+from portal.core.states import CLEAN_WAIT, CLEANING, POWER_OFF, POWER_ON, REBOOT, VERIFYING
 from workers.context import current, holder_name
 from workers.drivers.base import DriverError, get_driver
 from workers.jobs.common import fail_node, node_lock
@@ -63,6 +63,18 @@ def _clean_locked(node_id: str, holder: str) -> str:
         # is schedulable the moment this commits, with no periodic sync in between.
         lifecycle.fire_node(s, node, "wait" if result == "wait" else "done", actor=holder)
     return result
+
+
+def continue_clean(node_id: str) -> str:
+    """Resume a cleaning that waited for an agent callback (clean wait → cleaning)."""
+    ctx, holder = current(), holder_name()
+    with node_lock(ctx, node_id, holder):
+        with ctx.db.session() as s:
+            node = s.get(Node, node_id)
+            if node is None or node.provision_state != CLEAN_WAIT:
+                return "skipped"
+            lifecycle.fire_node(s, node, "resume", actor=holder)
+        return _clean_locked(node_id, holder)
 
 
 def set_power(node_id: str, target: str, actor: str = events.SYSTEM) -> str:

@@ -4,7 +4,7 @@
   left in a transient state is failed (deploying → deploy failed, cleaning → clean
   failed, verifying → enroll) with a ``last_error`` saying why;
 - a transient node with no lock and no job that will pick it up: failed the same way;
-- a node waiting for an agent callback longer than the timeout: failed;
+- a node waiting for an agent callback longer than ``BMS_CALLBACK_TIMEOUT``: failed;
 - an instance in BUILD or DELETING whose job vanished: its job is enqueued again
   (jobs are idempotent).
 Safe to run in several processes at once: every change is a conditional update.
@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from portal.core import lifecycle, locks
 from portal.core.db import utcnow
 from portal.core.models import Instance, Node
-from portal.core.states import BUILD, INSTANCE_DELETING, NODE_TRANSIENT
+from portal.core.states import BUILD, INSTANCE_DELETING, NODE_TRANSIENT, NODE_WAITING
 from workers import queue as jobqueue
 from workers.context import WorkerContext, current
 
@@ -62,7 +62,7 @@ def reconcile() -> dict[str, int]:
     with ctx.db.session() as s:
         orphans = s.scalars(
             select(Node).where(
-                Node.provision_state.in_(NODE_TRANSIENT),
+                Node.provision_state.in_(NODE_TRANSIENT - NODE_WAITING),
                 Node.reservation.is_(None),
                 Node.provision_updated_at < stale,
             )
@@ -71,6 +71,25 @@ def reconcile() -> dict[str, int]:
             if _job_alive(ctx, node.job_id):
                 continue
             _fail(s, node, f"no job is working on this node in '{node.provision_state}'")
+            counts["nodes_failed"] += 1
+
+    # Waiting for an agent is not a job: it ends with the callback or the timeout.
+    expired = utcnow() - timedelta(seconds=ctx.settings.callback_timeout)
+    with ctx.db.session() as s:
+        waiting = s.scalars(
+            select(Node).where(
+                Node.provision_state.in_(NODE_WAITING),
+                Node.reservation.is_(None),
+                Node.provision_updated_at < expired,
+            )
+        ).all()
+        for node in waiting:
+            _fail(
+                s,
+                node,
+                f"no callback within {ctx.settings.callback_timeout:g} s "
+                f"in '{node.provision_state}'",
+            )
             counts["nodes_failed"] += 1
 
     with ctx.db.session() as s:

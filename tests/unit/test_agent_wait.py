@@ -1,0 +1,84 @@
+"""Deploy and clean plans can hand over to an agent: the job ends in a wait state, holds
+no worker and no lock, and the callback's job resumes the plan at the next step."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from portal.core.db import utcnow
+from portal.core.models import Instance, Node
+from portal.services import identity, instances
+from tenants.models import User
+from tenants.principal import Principal
+from tests.helpers import make_available, seed_world
+from workers import queue as jobqueue
+from workers.jobs.reconcile import reconcile
+
+
+def _alice(s) -> Principal:
+    u = s.query(User).filter_by(name="alice").one()
+    return Principal(u.id, u.name, u.project_id, u.role)
+
+
+def test_deploy_waits_for_callback_then_resumes(ctx, jobs):
+    w = seed_world(ctx)
+    (node_id,) = make_available(ctx, 1, jobs)
+    with ctx.session() as s:
+        node = s.get_one(Node, node_id)
+        node.driver_info = {**node.driver_info, "fake_async": True}
+        inst_id = instances.create(
+            ctx, s, {"name": "a", "flavor": w.flavor, "image": w.image}, _alice(s)
+        ).id
+    jobs()
+    with ctx.session() as s:
+        node = s.get_one(Node, node_id)
+        assert node.provision_state == "wait call-back" and node.target_provision_state == "active"
+        assert node.reservation is None  # nobody is held while the agent works
+        assert node.driver_internal_info["plan_step"] == 5  # after write_image
+        assert s.get_one(Instance, inst_id).status == "BUILD"
+    jobqueue.enqueue(ctx.queue, "continue_deploy", node_id)  # what the agent's callback does
+    jobs()
+    with ctx.session() as s:
+        assert s.get_one(Node, node_id).provision_state == "active"
+        assert s.get_one(Instance, inst_id).status == "ACTIVE"
+
+
+def test_clean_waits_for_callback_and_times_out_cleanly(ctx, jobs, monkeypatch):
+    (node_id,) = make_available(ctx, 1, jobs)
+    with ctx.session() as s:
+        node = s.get_one(Node, node_id)
+        node.driver_info = {**node.driver_info, "fake_async": True}
+        from portal.services import nodes
+
+        nodes.provision(ctx, s, node, "manage", identity.SYSTEM)
+    jobs()
+    with ctx.session() as s:
+        nodes.provision(ctx, s, s.get_one(Node, node_id), "provide", identity.SYSTEM)
+    jobs()
+    with ctx.session() as s:
+        node = s.get_one(Node, node_id)
+        assert node.provision_state == "clean wait"
+        node.provision_updated_at = utcnow() - timedelta(hours=1)
+    assert reconcile()["nodes_failed"] == 1  # no callback within BMS_CALLBACK_TIMEOUT
+    with ctx.session() as s:
+        node = s.get_one(Node, node_id)
+        assert node.provision_state == "clean failed" and "no callback" in node.last_error
+
+
+def test_clean_resumes_on_callback(ctx, jobs):
+    (node_id,) = make_available(ctx, 1, jobs)
+    with ctx.session() as s:
+        from portal.services import nodes
+
+        node = s.get_one(Node, node_id)
+        node.driver_info = {**node.driver_info, "fake_async": True}
+        nodes.provision(ctx, s, node, "manage", identity.SYSTEM)
+    jobs()
+    with ctx.session() as s:
+        nodes.provision(ctx, s, s.get_one(Node, node_id), "provide", identity.SYSTEM)
+    jobs()
+    jobqueue.enqueue(ctx.queue, "continue_clean", node_id)
+    jobs()
+    with ctx.session() as s:
+        node = s.get_one(Node, node_id)
+        assert node.provision_state == "available" and node.power_state == "power off"
