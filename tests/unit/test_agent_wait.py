@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from portal.core.db import utcnow
 from portal.core.models import Instance, Node
-from portal.services import identity, instances
+from portal.services import identity, instances, nodes
 from tenants.models import User
 from tenants.principal import Principal
 from tests.helpers import make_available, seed_world
@@ -43,22 +43,24 @@ def test_deploy_waits_for_callback_then_resumes(ctx, jobs):
         assert s.get_one(Instance, inst_id).status == "ACTIVE"
 
 
-def test_clean_waits_for_callback_and_times_out_cleanly(ctx, jobs, monkeypatch):
+def _node_in_clean_wait(ctx, jobs) -> str:
+    """An available node switched to an agent-style driver, then sent through cleaning."""
     (node_id,) = make_available(ctx, 1, jobs)
+    for action in ("manage", "provide"):
+        with ctx.session() as s:
+            node = s.get_one(Node, node_id)
+            node.driver_info = {**node.driver_info, "fake_async": True}
+            nodes.provision(ctx, s, node, action, identity.SYSTEM)
+        jobs()
     with ctx.session() as s:
-        node = s.get_one(Node, node_id)
-        node.driver_info = {**node.driver_info, "fake_async": True}
-        from portal.services import nodes
+        assert s.get_one(Node, node_id).provision_state == "clean wait"
+    return node_id
 
-        nodes.provision(ctx, s, node, "manage", identity.SYSTEM)
-    jobs()
+
+def test_clean_waits_for_callback_and_times_out_cleanly(ctx, jobs):
+    node_id = _node_in_clean_wait(ctx, jobs)
     with ctx.session() as s:
-        nodes.provision(ctx, s, s.get_one(Node, node_id), "provide", identity.SYSTEM)
-    jobs()
-    with ctx.session() as s:
-        node = s.get_one(Node, node_id)
-        assert node.provision_state == "clean wait"
-        node.provision_updated_at = utcnow() - timedelta(hours=1)
+        s.get_one(Node, node_id).provision_updated_at = utcnow() - timedelta(hours=1)
     assert reconcile()["nodes_failed"] == 1  # no callback within BMS_CALLBACK_TIMEOUT
     with ctx.session() as s:
         node = s.get_one(Node, node_id)
@@ -66,17 +68,7 @@ def test_clean_waits_for_callback_and_times_out_cleanly(ctx, jobs, monkeypatch):
 
 
 def test_clean_resumes_on_callback(ctx, jobs):
-    (node_id,) = make_available(ctx, 1, jobs)
-    with ctx.session() as s:
-        from portal.services import nodes
-
-        node = s.get_one(Node, node_id)
-        node.driver_info = {**node.driver_info, "fake_async": True}
-        nodes.provision(ctx, s, node, "manage", identity.SYSTEM)
-    jobs()
-    with ctx.session() as s:
-        nodes.provision(ctx, s, s.get_one(Node, node_id), "provide", identity.SYSTEM)
-    jobs()
+    node_id = _node_in_clean_wait(ctx, jobs)
     jobqueue.enqueue(ctx.queue, "continue_clean", node_id)
     jobs()
     with ctx.session() as s:
