@@ -9,7 +9,9 @@ For each backend (PostgreSQL by default; ``--sqlite`` adds SQLite) and each work
    fits N instances, an admin and a member token, a flavor and an uploaded image;
 2. starts W real worker processes, ``python -m portal.cli worker --no-reconcile`` (the
    ``bms worker`` command: an RQ ``Worker`` that forks a work horse per job), each in its
-   own process group, with the benchmark's environment (database, Redis, queue);
+   own process group, with the benchmark's environment (database, Redis, queue); with
+   ``--worker-kind rq-simple``, RQ's own ``rq worker --worker-class rq.worker.SimpleWorker``
+   instead (no fork: jobs run in the worker process), for comparison;
 3. onboarding (timed, but not the lifecycle): enrolls N ``fake`` nodes with zero fake
    delays through ``portal.services.nodes`` (create + ``manage``), waits until all are
    ``manageable``, ``provide``s them and waits until all are ``available``;
@@ -19,17 +21,20 @@ For each backend (PostgreSQL by default; ``--sqlite`` adds SQLite) and each work
    every node ``available`` again (tear-down and cleaning done).
 
 A lifecycle is one boot (4) plus one delete (5) of one node. Reported per run: wall
-seconds per phase, lifecycles/s = N / (boot + delete wall), and control-plane time per
-node, three ways:
+seconds per phase, lifecycles/s = N / (boot + delete wall), and, per node over boot + delete:
 
-- ``cpu/node``: CPU seconds of the worker process groups (each worker, its scheduler and
-  every reaped work horse: utime+stime+cutime+cstime from /proc) plus the CPU the API
-  requests took in this process (``time.thread_time`` around each request), divided by N;
-- ``occupancy/node``: wall seconds x workers / N (how long a node holds a worker);
-- ``machine/node``: busy CPU seconds of the whole machine (/proc/stat: workers, API,
-  PostgreSQL, Redis, and anything else running) during boot + delete, divided by N.
+- ``cpu``: CPU seconds of the worker process groups (each worker, its scheduler and every
+  reaped work horse: utime+stime+cutime+cstime from /proc) plus the CPU the API requests
+  took in this process (``time.thread_time`` around each request), divided by N: the
+  control-plane figure compared with the target (<= 50 ms);
+- ``cpu+pg``: the same plus the PostgreSQL server's CPU (all its processes, all databases);
+- ``occupancy``: wall seconds x workers / N (how long a lifecycle holds a worker);
+- ``machine``: busy CPU seconds of the whole machine (/proc/stat: workers, API, PostgreSQL,
+  Redis, and anything else running), divided by N.
 
-The target is <= 50 ms of control plane per node.
+``other work`` is the share of the machine that other processes used meanwhile: a run
+with a high share was disturbed (this machine is shared) and should be repeated. The
+queue's jobs, results and registries are deleted from Redis at the end of each run.
 """
 
 from __future__ import annotations
@@ -50,17 +55,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._common import (
     BENCH_VAR,
     REPO_ROOT,
+    CpuUse,
     apply_env,
     bench_env,
     child_env,
+    cpu_probe,
+    cpu_sample,
+    cpu_used,
     drop_postgres,
     log,
-    machine_cpu_seconds,
     machine_line,
-    proc_cpu_seconds,
+    purge_rq_queue,
     recreate_postgres,
     stop_group,
     table,
+    wait_quiet,
 )
 
 DB_NAME = "bms_bench_lifecycle"
@@ -70,10 +79,16 @@ POLL = 0.05
 
 @dataclass
 class Phase:
-    wall: float = 0.0
-    worker_cpu: float = 0.0
-    api_cpu: float = 0.0
-    machine_cpu: float = 0.0
+    cpu: CpuUse = field(default_factory=CpuUse)  # wall, machine, own, workers, postgres
+    api_cpu: float = 0.0  # thread CPU inside the API requests (part of cpu.own)
+
+    @property
+    def wall(self) -> float:
+        return self.cpu.wall
+
+    @property
+    def worker_cpu(self) -> float:
+        return self.cpu.sessions
 
 
 @dataclass
@@ -83,15 +98,12 @@ class Run:
     nodes: int
     kind: str
     phases: dict[str, Phase] = field(default_factory=dict)
+    busy: float = 0.0
+    probe: float = 0.0
 
     def lifecycle(self) -> Phase:
         boot, delete = self.phases["boot"], self.phases["delete"]
-        return Phase(
-            wall=boot.wall + delete.wall,
-            worker_cpu=boot.worker_cpu + delete.worker_cpu,
-            api_cpu=boot.api_cpu + delete.api_cpu,
-            machine_cpu=boot.machine_cpu + delete.machine_cpu,
-        )
+        return Phase(cpu=boot.cpu + delete.cpu, api_cpu=boot.api_cpu + delete.api_cpu)
 
 
 @dataclass
@@ -145,8 +157,10 @@ def seed(ctx: Any, n: int) -> World:
             },
             identity.SYSTEM,
         )
-        images.upload(ctx, s, image, io.BytesIO(IMAGE_BYTES), identity.SYSTEM)
-        return World({"X-Auth-Token": admin}, {"X-Auth-Token": member}, flavor.id, image.id)
+        world = World({"X-Auth-Token": admin}, {"X-Auth-Token": member}, flavor.id, image.id)
+    # The upload runs its own transactions (no transaction is held while bytes flow).
+    images.upload(ctx, world.image, io.BytesIO(IMAGE_BYTES), identity.SYSTEM)
+    return world
 
 
 def node_body(i: int) -> dict[str, Any]:
@@ -218,22 +232,10 @@ class Workers:
                     f"worker {proc.pid} exited with {proc.returncode}; see {self.log_dir}"
                 )
 
-    def cpu_seconds(self) -> float:
-        """CPU of every process in the workers' sessions, with reaped children."""
-        sessions = {p.pid for p in self.procs}
-        total = 0.0
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    stat = fh.read()
-                sid = int(stat[stat.rindex(")") + 2 :].split()[3])
-                if sid in sessions:
-                    total += proc_cpu_seconds(int(entry))
-            except (OSError, ValueError):
-                continue  # exited meanwhile
-        return total
+    @property
+    def sessions(self) -> set[int]:
+        """Each worker leads its own session: worker, scheduler and work horses."""
+        return {p.pid for p in self.procs}
 
 
 def wait_until(
@@ -295,15 +297,13 @@ def failed_instances(s: Any) -> str | None:
 
 def timed(workers: Workers, body: Any) -> tuple[Phase, Any]:
     phase = Phase()
-    cpu0, machine0, wall0 = workers.cpu_seconds(), machine_cpu_seconds(), time.perf_counter()
+    start = cpu_sample(workers.sessions)
     result, phase.api_cpu = body()
-    phase.wall = time.perf_counter() - wall0
-    phase.worker_cpu = workers.cpu_seconds() - cpu0
-    phase.machine_cpu = machine_cpu_seconds() - machine0
+    phase.cpu = cpu_used(start, workers.sessions)
     return phase, result
 
 
-def one_run(backend: str, worker_count: int, n: int, kind: str) -> Run:
+def one_run(backend: str, worker_count: int, n: int, kind: str, quiet_wait: float) -> Run:
     var_dir = BENCH_VAR / f"lifecycle-{backend}-{worker_count}w"
     if backend == "postgresql":
         url = recreate_postgres(DB_NAME)
@@ -329,6 +329,8 @@ def one_run(backend: str, worker_count: int, n: int, kind: str) -> Run:
     client = app.test_client()
     run = Run(backend, worker_count, n, kind)
     timeout = 60 + 5 * n
+    run.busy = wait_quiet(quiet_wait)
+    run.probe = cpu_probe()
     log(f"{backend}, {worker_count} {kind} worker(s), {n} nodes")
     try:
         with Workers(env, worker_count, var_dir, kind) as workers:
@@ -369,9 +371,10 @@ def one_run(backend: str, worker_count: int, n: int, kind: str) -> Run:
                         headers=world.tenant,
                     )
                     cpu += time.thread_time() - c0
-                    if r.status_code != 202:
-                        raise RuntimeError(f"POST /v1/instances -> {r.status_code}: {r.json}")
-                    ids.append(r.json["id"])
+                    body = r.get_json()
+                    if r.status_code != 202 or not isinstance(body, dict):
+                        raise RuntimeError(f"POST /v1/instances -> {r.status_code}: {body}")
+                    ids.append(body["id"])
                 wait_until(
                     ctx,
                     workers,
@@ -406,29 +409,20 @@ def one_run(backend: str, worker_count: int, n: int, kind: str) -> Run:
             run.phases["boot"], ids = timed(workers, boot)
             run.phases["delete"], _ = timed(workers, lambda: delete(ids))
     finally:
-        ctx.queue.delete(delete_jobs=True)
-        for registry in (
-            ctx.queue.finished_job_registry,
-            ctx.queue.failed_job_registry,
-            ctx.queue.started_job_registry,
-            ctx.queue.scheduled_job_registry,
-            ctx.queue.deferred_job_registry,
-        ):
-            for job_id in registry.get_job_ids():
-                ctx.queue.connection.delete(f"rq:job:{job_id}")
-            ctx.queue.connection.delete(registry.key)
+        purge_rq_queue(ctx.queue.connection, ctx.queue.name)
         ctx.db.dispose()
     return run
 
 
 def report(runs: list[Run]) -> None:
     def ms(v: float) -> str:
-        return f"{v * 1000:.1f} ms"
+        return f"{v * 1000:.1f}"
 
     rows = []
     for r in runs:
         lc = r.lifecycle()
         n = r.nodes
+        app_cpu = lc.worker_cpu + lc.api_cpu
         rows.append(
             [
                 f"{r.backend}, {r.workers} {r.kind} worker{'s' if r.workers > 1 else ''}",
@@ -437,17 +431,20 @@ def report(runs: list[Run]) -> None:
                 f"{r.phases['boot'].wall:.2f}",
                 f"{r.phases['delete'].wall:.2f}",
                 f"{n / lc.wall:.1f}",
-                ms((lc.worker_cpu + lc.api_cpu) / n),
+                ms(app_cpu / n),
                 ms(lc.api_cpu / n),
+                ms((app_cpu + lc.cpu.postgres) / n) if r.backend == "postgresql" else "-",
                 ms(lc.wall * r.workers / n),
-                ms(lc.machine_cpu / n),
+                ms(lc.cpu.machine / n),
+                f"{lc.cpu.foreign_share:.0%}",
+                f"{r.probe:.1f}",
             ]
         )
     print()
     print(machine_line())
     print(
         "boot: N x POST /v1/instances (Flask test client) until all ACTIVE; delete: N x DELETE"
-        " until all DELETED and nodes available; fake driver, zero delays"
+        " until all DELETED and nodes available; fake driver, zero delays. Per node, in ms:"
     )
     print(
         table(
@@ -458,17 +455,25 @@ def report(runs: list[Run]) -> None:
                 "boot s",
                 "delete s",
                 "lifecycles/s",
-                "cpu/node",
-                "(api part)",
-                "occupancy/node",
-                "machine/node",
+                "cpu",
+                "(api)",
+                "cpu+pg",
+                "occupancy",
+                "machine",
+                "other work",
+                "probe ms",
             ],
             rows,
         )
     )
     print(
-        "cpu/node = (worker process groups' CPU + API request CPU) / N over boot+delete;"
-        " occupancy/node = wall x workers / N; machine/node = all busy CPU on the machine / N"
+        "cpu = CPU of the worker process groups (workers, schedulers, reaped work horses)"
+        " + CPU inside the API requests, / N, over boot + delete\n"
+        "cpu+pg = cpu + the PostgreSQL server's CPU (all databases) / N;"
+        " occupancy = wall x workers / N; machine = all busy CPU on the machine / N\n"
+        "other work = share of the machine busy with processes that are not ours"
+        " (not PostgreSQL, workers or this process) during boot + delete\n"
+        "probe ms = CPU speed probe before the run (fixed Python workload; lower = faster)"
     )
     for r in runs:
         lc = r.lifecycle()
@@ -476,7 +481,7 @@ def report(runs: list[Run]) -> None:
         ok = "met" if cpu <= 0.050 else "MISSED"
         print(
             f"  [{ok}] {r.backend}, {r.workers} {r.kind} worker(s):"
-            f" control plane {ms(cpu)} CPU per node"
+            f" control plane {ms(cpu)} ms CPU per node (target <= 50 ms)"
         )
 
 
@@ -491,6 +496,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         " and/or rq-simple (`rq worker -w rq.worker.SimpleWorker`, no fork)",
     )
     parser.add_argument("--sqlite", action="store_true", help="also run on SQLite")
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=120.0,
+        help="before each run, wait up to this many seconds for the machine to be"
+        " < 15%% busy (0: don't wait)",
+    )
     parser.add_argument("--no-postgres", action="store_true", help="skip PostgreSQL")
     return parser.parse_args(argv)
 
@@ -507,7 +519,7 @@ def main(argv: list[str] | None = None) -> int:
         for backend in backends:
             for kind in kinds:
                 for count in counts:
-                    runs.append(one_run(backend, count, args.nodes, kind))
+                    runs.append(one_run(backend, count, args.nodes, kind, args.quiet_wait))
     finally:
         if "postgresql" in backends:
             drop_postgres(DB_NAME)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from portal.core import events
 from portal.core.models import Image, Instance, Node
@@ -19,6 +19,8 @@ from workers.drivers.base import NodeTask, StepResult, get_driver
 from workers.steps import PLANS, StepEnv
 
 OnStep = Callable[[Session, Node, str, int, int], None]
+# Per-step bookkeeping never reads the ports: skip the eager (selectin) query for them.
+NO_PORTS = (lazyload(Node.ports),)
 
 
 def node_task(ctx: WorkerContext, session: Session, node: Node) -> NodeTask:
@@ -89,7 +91,7 @@ def run_plan(
         result = step.run(task, env) or "done"
         task.internal.update(plan=plan, plan_step=index + 1)
         with ctx.db.session() as s:
-            node = s.get_one(Node, node_id)
+            node = s.get_one(Node, node_id, options=NO_PORTS)
             node.driver_internal_info = dict(task.internal)
             if step.power_after and node.power_state != step.power_after:
                 record_power(s, node, step.power_after)
@@ -98,7 +100,7 @@ def run_plan(
         if result == "wait":
             return "wait"
     with ctx.db.session() as s:
-        node = s.get_one(Node, node_id)
+        node = s.get_one(Node, node_id, options=NO_PORTS)
         info = dict(node.driver_internal_info or {})
         info.pop("plan", None)
         info.pop("plan_step", None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from portal.core import ipam, lifecycle, locks
 from portal.core.models import Flavor, Instance, Network, Node
@@ -134,7 +134,8 @@ def _allocate_addresses(session: Session, inst: Instance) -> None:
 
 def _deploy(ctx: WorkerContext, instance_id: str, node_id: str, holder: str) -> str:
     def progress(s: Session, node: Node, step: str, done: int, total: int) -> None:
-        inst = s.get_one(Instance, instance_id)
+        # Once per deploy step: skip the eager (selectin) load of the addresses.
+        inst = s.get_one(Instance, instance_id, options=[lazyload(Instance.addresses)])
         if inst.status == INSTANCE_DELETING:
             raise DeployAborted(f"instance {instance_id} was deleted during deploy")
         lifecycle.set_instance_task(s, inst, step, 10 + 90 * done // total - (done == total))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from operator import itemgetter
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
@@ -128,54 +130,122 @@ def _iso(value: Any) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def dump_nodes(nodes: list[Any], ports: dict[str, list[Any]]) -> list[dict[str, Any]]:
+# The columns dump_nodes reads, in the order it unpacks them.
+NODE_FIELDS = (
+    "id",
+    "name",
+    "resource_class",
+    "driver",
+    "driver_info",
+    "properties",
+    "capabilities",
+    "traits",
+    "provision_state",
+    "target_provision_state",
+    "power_state",
+    "maintenance",
+    "maintenance_reason",
+    "last_error",
+    "reservation",
+    "owner",
+    "instance_id",
+    "provision_updated_at",
+    "created_at",
+    "updated_at",
+)
+PORT_FIELDS = ("id", "node_id", "address", "physical_network", "pxe_enabled", "created_at")
+
+
+def _getter(row: Any, names: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:
+    """Fetch ``names`` from a result row by position, in one C call (attribute access on
+    rows cost ~5 ms per 1,000 nodes)."""
+    return itemgetter(*(row._fields.index(name) for name in names))
+
+
+def dump_nodes(nodes: Sequence[Any], ports: dict[str, list[Any]]) -> list[dict[str, Any]]:
     """``NodeOut(many=True).dump(nodes)`` built directly, for the list endpoint.
 
-    ``nodes`` are rows or objects with the node columns; ``ports`` maps node id to port
-    rows, ordered by address. A 1,000-node page took ~40 ms in marshmallow alone; this
-    gives the same document (same keys and values) in a fraction of that. Keep in step
-    with :class:`NodeOut` and :class:`PortOut`.
+    ``nodes`` are result rows with the :data:`NODE_FIELDS` columns; ``ports`` maps a node
+    id to its port rows (:data:`PORT_FIELDS`), ordered by address. A 1,000-node page took
+    ~40 ms in marshmallow alone; this gives the same document (same keys and values) in a
+    fraction of that. Keep in step with :class:`NodeOut` and :class:`PortOut`.
     """
+    if not nodes:
+        return []
+    node_values = _getter(nodes[0], NODE_FIELDS)
+    port_values = None
     allowed: dict[str, list[str]] = {}
     out = []
-    for n in nodes:
-        state = n.provision_state
+    for (
+        node_id,
+        name,
+        resource_class,
+        driver,
+        driver_info,
+        properties,
+        capabilities,
+        traits,
+        state,
+        target_state,
+        power_state,
+        maintenance,
+        maintenance_reason,
+        last_error,
+        reservation,
+        owner,
+        instance_id,
+        provision_updated_at,
+        created_at,
+        updated_at,
+    ) in map(node_values, nodes):
         if state not in allowed:
             allowed[state] = NODE_FSM.allowed(state)
+        port_docs = []
+        if node_ports := ports.get(node_id):
+            if port_values is None:
+                port_values = _getter(node_ports[0], PORT_FIELDS)
+            port_docs = [
+                {
+                    "uuid": port_id,
+                    "node_uuid": port_node_id,
+                    "address": address,
+                    "physical_network": physical_network,
+                    "pxe_enabled": pxe_enabled,
+                    "created_at": _iso(port_created_at),
+                }
+                for (
+                    port_id,
+                    port_node_id,
+                    address,
+                    physical_network,
+                    pxe_enabled,
+                    port_created_at,
+                ) in map(port_values, node_ports)
+            ]
         out.append(
             {
-                "uuid": n.id,
-                "name": n.name,
-                "resource_class": n.resource_class,
-                "driver": n.driver,
-                "driver_info": redact(n.driver_info or {}),
-                "properties": n.properties,
-                "capabilities": n.capabilities,
-                "traits": n.traits,
+                "uuid": node_id,
+                "name": name,
+                "resource_class": resource_class,
+                "driver": driver,
+                "driver_info": redact(driver_info or {}),
+                "properties": properties,
+                "capabilities": capabilities,
+                "traits": traits,
                 "provision_state": state,
-                "target_provision_state": n.target_provision_state,
-                "power_state": n.power_state,
-                "maintenance": n.maintenance,
-                "maintenance_reason": n.maintenance_reason,
-                "last_error": n.last_error,
-                "reservation": n.reservation,
-                "owner": n.owner,
-                "instance_uuid": n.instance_id,
-                "ports": [
-                    {
-                        "uuid": p.id,
-                        "node_uuid": p.node_id,
-                        "address": p.address,
-                        "physical_network": p.physical_network,
-                        "pxe_enabled": p.pxe_enabled,
-                        "created_at": _iso(p.created_at),
-                    }
-                    for p in ports.get(n.id, ())
-                ],
+                "target_provision_state": target_state,
+                "power_state": power_state,
+                "maintenance": maintenance,
+                "maintenance_reason": maintenance_reason,
+                "last_error": last_error,
+                "reservation": reservation,
+                "owner": owner,
+                "instance_uuid": instance_id,
+                "ports": port_docs,
                 "allowed_actions": allowed[state],
-                "provision_updated_at": _iso(n.provision_updated_at),
-                "created_at": _iso(n.created_at),
-                "updated_at": _iso(n.updated_at),
+                "provision_updated_at": _iso(provision_updated_at),
+                "created_at": _iso(created_at),
+                "updated_at": _iso(updated_at),
             }
         )
     return out
