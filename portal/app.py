@@ -18,6 +18,7 @@ from portal.api.flavors.views import blp as flavors_blp
 from portal.api.identity.views import blp as identity_blp
 from portal.api.images.views import blp as images_blp
 from portal.api.instances.views import blp as instances_blp
+from portal.api.jsonprovider import OrjsonProvider
 from portal.api.keypairs.views import blp as keypairs_blp
 from portal.api.nodes.views import blp as nodes_blp
 from portal.core.config import Settings
@@ -40,6 +41,7 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
     context = context or Context.build(settings)
     context.queue  # noqa: B018  fail at start-up, not on the first enqueue, if Redis is missing
     app = Flask("portal")
+    app.json = OrjsonProvider(app)
     app.config.update(
         API_TITLE="BMS Portal",
         API_VERSION="v1",
