@@ -30,15 +30,20 @@ def headers(token: str) -> dict[str, str]:
     return {"X-Auth-Token": token}
 
 
+def seed_admin_and_tenant(ctx: Context, s: Any) -> tuple[str, str, Any]:
+    """Provider network, an admin (project ops) and a member alice (project alpha):
+    returns the admin's token, alice's token and alice's project."""
+    networks.ensure_provider(ctx, s)
+    ops = identity.create_project(ctx, s, "ops", None)
+    _, admin = identity.create_token(s, identity.create_user(s, "root", ops, ADMIN), None, None)
+    pa = identity.create_project(ctx, s, "alpha", None)
+    _, alice = identity.create_token(s, identity.create_user(s, "alice", pa, MEMBER), None, None)
+    return admin, alice, pa
+
+
 def seed_world(ctx: Context) -> World:
     with ctx.session() as s:
-        networks.ensure_provider(ctx, s)
-        ops = identity.create_project(ctx, s, "ops", None)
-        _, admin = identity.create_token(s, identity.create_user(s, "root", ops, ADMIN), None, None)
-        pa = identity.create_project(ctx, s, "alpha", None)
-        _, alice = identity.create_token(
-            s, identity.create_user(s, "alice", pa, MEMBER), None, None
-        )
+        admin, alice, pa = seed_admin_and_tenant(ctx, s)
         _, reader = identity.create_token(
             s, identity.create_user(s, "rita", pa, READER), None, None
         )

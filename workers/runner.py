@@ -75,6 +75,14 @@ def record_power(session: Session, node: Node, state: str, actor: str = events.S
     )
 
 
+def forget_plan(node: Node) -> None:
+    """Drop the stored plan position: the next plan starts from its first step."""
+    info = dict(node.driver_internal_info or {})
+    info.pop("plan", None)
+    info.pop("plan_step", None)
+    node.driver_internal_info = info
+
+
 def run_plan(
     ctx: WorkerContext, node_id: str, plan: str, on_step: OnStep | None = None
 ) -> StepResult:
@@ -100,9 +108,5 @@ def run_plan(
         if result == "wait":
             return "wait"
     with ctx.db.session() as s:
-        node = s.get_one(Node, node_id, options=NO_PORTS)
-        info = dict(node.driver_internal_info or {})
-        info.pop("plan", None)
-        info.pop("plan_step", None)
-        node.driver_internal_info = info
+        forget_plan(s.get_one(Node, node_id, options=NO_PORTS))
     return "done"

@@ -13,14 +13,9 @@ from portal.core import events, lifecycle
 from portal.core.db import new_uuid
 from portal.core.errors import Conflict, Invalid
 from portal.core.fsm import InvalidTransition
-from portal.core.models import Node, Port
-from portal.core.states import (
-    DEPLOY_FAILED,
-    NODE_FSM,
-    POWER_TARGETS,
-)
+from portal.core.models import Instance, Node, Port
+from portal.core.states import NODE_FSM, POWER_TARGETS
 from portal.services.context import Context
-from portal.services.lookup import node_by_ident
 from tenants.models import Project
 from tenants.principal import Principal
 from workers import queue as jobqueue
@@ -28,11 +23,11 @@ from workers.drivers.base import DriverError, get_driver
 from workers.runner import node_task
 
 MAC_RE = re.compile(r"^([0-9a-f]{2}[:-]){5}[0-9a-f]{2}$")
-# User actions on the provision-state API and the job each one starts.
+# User actions on the provision-state API and the job each one starts. ``deploy`` is in the
+# state machine but reached only through instances (the scheduler's claim).
 ACTIONS: dict[str, str] = {
     "manage": "verify_node",
     "provide": "clean_node",
-    "deploy": "build_instance",
     "undeploy": "delete_instance",
 }
 
@@ -206,6 +201,11 @@ def delete_node(s: Session, node: Node, actor: Principal) -> None:
 
 def provision(ctx: Context, s: Session, node: Node, target: str, actor: Principal) -> Node:
     """A user action on the node state machine; the work itself runs in a worker."""
+    if target == "deploy":  # deploys belong to instances: delete and re-create to retry
+        raise Conflict(
+            "nodes are deployed through instances: create an instance instead",
+            state=node.provision_state,
+        )
     if target not in ACTIONS:
         raise Invalid(
             f"unknown target '{target}'; allowed targets: {', '.join(ACTIONS)}", field="target"
@@ -218,11 +218,6 @@ def provision(ctx: Context, s: Session, node: Node, target: str, actor: Principa
         )
     if node.reservation:
         raise Conflict(f"node is locked by {node.reservation}; try again later")
-    if target == "deploy":  # deploys belong to instances: delete and re-create to retry
-        raise Conflict(
-            "nodes are deployed through instances: create an instance instead",
-            state=node.provision_state,
-        )
     try:
         lifecycle.fire_node(s, node, target, actor=actor.actor)
     except InvalidTransition as exc:
@@ -232,29 +227,18 @@ def provision(ctx: Context, s: Session, node: Node, target: str, actor: Principa
             state=exc.state,
             allowed=NODE_FSM.allowed(exc.state),
         ) from None
-    arg = node.instance_id if target in ("deploy", "undeploy") and node.instance_id else node.id
-    job = ACTIONS[target]
-    if target == "undeploy" and not node.instance_id:
-        job = "clean_node"  # an orphaned deploy failure: just clean it
-        lifecycle.fire_node(s, node, "done", actor=actor.actor)  # deleting → cleaning
-    if target == "deploy" and node.provision_state == "deploying":
-        _reset_plan(node)
+    job, arg = ACTIONS[target], node.id
     if target == "undeploy" and node.instance_id:
         _mark_instance_deleting(s, node, actor)
+        arg = node.instance_id
+    elif target == "undeploy":
+        job = "clean_node"  # an orphaned deploy failure: just clean it
+        lifecycle.fire_node(s, node, "done", actor=actor.actor)  # deleting → cleaning
     node.job_id = ctx.enqueue_after_commit(s, job, arg, retry=jobqueue.LOCK_RETRY)
     return node
 
 
-def _reset_plan(node: Node) -> None:
-    info = dict(node.driver_internal_info or {})
-    info.pop("plan", None)
-    info.pop("plan_step", None)
-    node.driver_internal_info = info
-
-
 def _mark_instance_deleting(s: Session, node: Node, actor: Principal) -> None:
-    from portal.core.models import Instance
-
     inst = s.get(Instance, node.instance_id)
     if inst is not None and inst.status != "DELETING":
         lifecycle.fire_instance(s, inst, "delete", actor=actor.actor, reason="node undeployed")
@@ -308,17 +292,3 @@ def validate(ctx: Context, s: Session, node: Node) -> dict[str, dict[str, Any]]:
             for i in ("power", "management", "deploy", "network")
         }
     return driver.validate(node_task(ctx, s, node))  # type: ignore[arg-type]
-
-
-__all__ = [
-    "DEPLOY_FAILED",
-    "create_node",
-    "create_port",
-    "delete_node",
-    "node_by_ident",
-    "power",
-    "provision",
-    "set_maintenance",
-    "update_node",
-    "validate",
-]

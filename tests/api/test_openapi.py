@@ -9,10 +9,22 @@ def test_openapi_document_lists_every_resource(client):
     spec = r.json
     assert spec["openapi"].startswith("3.")
     paths = set(spec["paths"])
-    for path in ("/v1/nodes", "/v1/nodes/{ident}/states/provision", "/v1/nodes/import",
-                 "/v1/ports", "/v1/flavors", "/v1/flavors/{ident}/access", "/v1/images",
-                 "/v1/images/{image_id}/file", "/v1/instances", "/v1/keypairs", "/v1/projects",
-                 "/v1/projects/{project_id}/quota", "/v1/users", "/v1/events"):
+    for path in (
+        "/v1/nodes",
+        "/v1/nodes/{ident}/states/provision",
+        "/v1/nodes/import",
+        "/v1/ports",
+        "/v1/flavors",
+        "/v1/flavors/{ident}/access",
+        "/v1/images",
+        "/v1/images/{image_id}/file",
+        "/v1/instances",
+        "/v1/keypairs",
+        "/v1/projects",
+        "/v1/projects/{project_id}/quota",
+        "/v1/users",
+        "/v1/events",
+    ):
         assert path in paths, path
     create = spec["paths"]["/v1/instances"]["post"]
     assert "202" in create["responses"]

@@ -21,9 +21,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from portal.services import identity, networks
-from tenants.roles import ADMIN, MEMBER
-from tests.helpers import node_body
+from tests.helpers import node_body, seed_admin_and_tenant
 
 pytestmark = pytest.mark.e2e
 
@@ -72,13 +70,7 @@ def _spawn_workers(count: int) -> list[subprocess.Popen[bytes]]:
 def stack(ctx: Any, request: pytest.FixtureRequest) -> Iterator[Stack]:
     workers = getattr(request, "param", 1)
     with ctx.session() as s:
-        networks.ensure_provider(ctx, s)
-        ops = identity.create_project(ctx, s, "ops", None)
-        _, admin = identity.create_token(s, identity.create_user(s, "root", ops, ADMIN), None, None)
-        pa = identity.create_project(ctx, s, "alpha", None)
-        _, alice = identity.create_token(
-            s, identity.create_user(s, "alice", pa, MEMBER), None, None
-        )
+        admin, alice, pa = seed_admin_and_tenant(ctx, s)
     port = _free_port()
     env = {**os.environ, "BMS_PUBLIC_URL": f"http://127.0.0.1:{port}"}
     api = subprocess.Popen(
@@ -148,6 +140,17 @@ def _enroll_available(st: Stack, count: int) -> list[str]:
     return ids
 
 
+def _flavor(st: Stack) -> dict[str, Any]:
+    r = st.call(
+        "POST",
+        "/v1/flavors",
+        st.admin,
+        json={"name": "bm.small", "vcpus": 4, "ram_mb": 8192, "disk_gb": 50},
+    )
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
 def _image(st: Stack) -> str:
     data = os.urandom(3 * 1024 * 1024)
     r = st.call(
@@ -172,12 +175,7 @@ def _image(st: Stack) -> str:
 def test_lifecycle_through_http(stack: Stack) -> None:
     st = stack
     (node_id,) = _enroll_available(st, 1)
-    flavor = st.call(
-        "POST",
-        "/v1/flavors",
-        st.admin,
-        json={"name": "bm.small", "vcpus": 4, "ram_mb": 8192, "disk_gb": 50},
-    ).json()
+    flavor = _flavor(st)
     image_id = _image(st)
     key = (
         Ed25519PrivateKey.generate()
@@ -251,12 +249,7 @@ def test_lifecycle_through_http(stack: Stack) -> None:
 def test_twenty_creates_race_for_ten_nodes(stack: Stack) -> None:
     st = stack
     _enroll_available(st, 10)
-    flavor = st.call(
-        "POST",
-        "/v1/flavors",
-        st.admin,
-        json={"name": "bm.small", "vcpus": 4, "ram_mb": 8192, "disk_gb": 50},
-    ).json()
+    flavor = _flavor(st)
     image_id = _image(st)
     assert (
         st.call(

@@ -11,7 +11,7 @@ from portal.core.models import Node
 from portal.core.states import POWER_OFF
 from workers.context import WorkerContext
 from workers.drivers.base import get_driver
-from workers.runner import node_task, record_power
+from workers.runner import forget_plan, node_task, record_power
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +52,7 @@ def fail_node(ctx: WorkerContext, node_id: str, error: str, actor: str, power_of
             error = f"{error}; power off also failed: {exc}"
     with ctx.db.session() as s:
         node = s.get_one(Node, node_id)
-        info = dict(node.driver_internal_info or {})
-        info.pop("plan", None)
-        info.pop("plan_step", None)
-        node.driver_internal_info = info
+        forget_plan(node)
         node.recent_failures = (node.recent_failures or 0) + 1
         lifecycle.fire_node(s, node, "fail", actor=actor, error=error)
     log.warning("node %s failed: %s", node_id, error)
