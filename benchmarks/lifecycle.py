@@ -8,10 +8,10 @@ For each backend (PostgreSQL by default; ``--sqlite`` adds SQLite) and each work
 1. seeds through ``portal.services``: the provider network, a tenant project whose quota
    fits N instances, an admin and a member token, a flavor and an uploaded image;
 2. starts W real worker processes, ``python -m portal.cli worker --no-reconcile`` (the
-   ``bms worker`` command: an RQ ``Worker`` that forks a work horse per job), each in its
-   own process group, with the benchmark's environment (database, Redis, queue); with
-   ``--worker-kind rq-simple``, RQ's own ``rq worker --worker-class rq.worker.SimpleWorker``
-   instead (no fork: jobs run in the worker process), for comparison;
+   ``bms worker`` command, which runs jobs in the worker process), each in its own process
+   group, with the benchmark's environment (database, Redis, queue); with
+   ``--worker-kind bms-fork``, ``bms worker --mode fork`` (RQ's work horse per job) instead,
+   for comparison;
 3. onboarding (timed, but not the lifecycle): enrolls N ``fake`` nodes with zero fake
    delays through ``portal.services.nodes`` (create + ``manage``), waits until all are
    ``manageable``, ``provide``s them and waits until all are ``available``;
@@ -42,7 +42,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
-import os
 import subprocess
 import sys
 import time
@@ -187,23 +186,8 @@ class Workers:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def argv(self, i: int) -> list[str]:
-        if self.kind == "bms":
-            return [sys.executable, "-m", "portal.cli", "worker", "--no-reconcile"]
-        # RQ's own CLI with its non-forking SimpleWorker: jobs run in the worker process.
-        return [
-            sys.executable,
-            "-m",
-            "rq.cli",
-            "worker",
-            "--worker-class",
-            "rq.worker.SimpleWorker",
-            "--with-scheduler",
-            "--url",
-            self.env["REDIS_URL"],
-            "--name",
-            f"bench-simple-{os.getpid()}-{i}",
-            self.env["BMS_QUEUE"],
-        ]
+        mode = "fork" if self.kind == "bms-fork" else "inline"
+        return [sys.executable, "-m", "portal.cli", "worker", "--no-reconcile", "--mode", mode]
 
     def __enter__(self) -> Workers:
         for i in range(self.count):
@@ -492,8 +476,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--worker-kind",
         default="bms",
-        help="comma-separated: bms (`bms worker --no-reconcile`, forks a horse per job)"
-        " and/or rq-simple (`rq worker -w rq.worker.SimpleWorker`, no fork)",
+        help="comma-separated: bms (`bms worker`, jobs run in the worker process, the"
+        " default) and/or bms-fork (`bms worker --mode fork`, a work horse per job)",
     )
     parser.add_argument("--sqlite", action="store_true", help="also run on SQLite")
     parser.add_argument(
@@ -511,7 +495,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     counts = [int(w) for w in args.workers.split(",") if w.strip()]
     kinds = [k.strip() for k in args.worker_kind.split(",") if k.strip()]
-    if not set(kinds) <= {"bms", "rq-simple"}:
+    if not set(kinds) <= {"bms", "bms-fork"}:
         raise SystemExit(f"unknown --worker-kind in {args.worker_kind!r}")
     backends = ([] if args.no_postgres else ["postgresql"]) + (["sqlite"] if args.sqlite else [])
     runs = []

@@ -110,14 +110,20 @@ def _gunicorn_argv(bind: str, workers: int) -> list[str]:
     show_default=True,
     help="also run the periodic reconciler",
 )
-def worker(burst: bool, reconcile: bool) -> None:
+@click.option(
+    "--mode",
+    type=click.Choice(["inline", "fork"]),
+    default=None,
+    help="run jobs in the worker process, or fork one per job [default: BMS_WORKER_MODE or inline]",
+)
+def worker(burst: bool, reconcile: bool, mode: str | None) -> None:
     """Run an RQ worker (and the reconciler) for hardware jobs."""
     from workers.main import run_worker, start_reconciler
 
     settings = _settings()
     if reconcile and not burst:
         start_reconciler(settings.reconcile_interval)
-    ok = run_worker(burst=burst)
+    ok = run_worker(burst=burst, mode=mode)
     sys.exit(0 if ok or burst else 1)
 
 

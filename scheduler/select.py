@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from sqlalchemy import or_, select
-from sqlalchemy.orm import Session, lazyload
+from sqlalchemy.orm import Session
 
 from portal.core.models import Node
 from portal.core.states import AVAILABLE
@@ -29,9 +29,7 @@ class NoValidHost:
 def candidates(session: Session, spec: RequestSpec) -> list[Node]:
     """Schedulable nodes for ``spec``, best first. Coarse filters run in SQL, fine ones here."""
     rows = session.scalars(
-        select(Node)
-        .options(lazyload(Node.ports))
-        .where(
+        select(Node).where(
             Node.provision_state == AVAILABLE,
             Node.maintenance.is_(False),
             Node.reservation.is_(None),
@@ -45,7 +43,7 @@ def candidates(session: Session, spec: RequestSpec) -> list[Node]:
 
 def explain(session: Session, spec: RequestSpec) -> NoValidHost:
     """Charge every node to the first filter that rejects it."""
-    nodes = session.scalars(select(Node).options(lazyload(Node.ports))).all()
+    nodes = session.scalars(select(Node)).all()
     counts = Counter(first_failure(n, spec) for n in nodes)
     counts.pop(None, None)
     removed = {f.name: counts.get(f.name, 0) for f in FILTERS}

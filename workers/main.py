@@ -8,7 +8,8 @@ import os
 import socket
 import time
 
-from rq import Worker
+from rq import SimpleWorker, Worker
+from rq.worker import BaseWorker
 from sqlalchemy.orm import configure_mappers
 
 from workers.context import current
@@ -20,12 +21,26 @@ def worker_name() -> str:
     return f"bms-{socket.gethostname()}-{os.getpid()}"
 
 
-def run_worker(burst: bool = False, name: str | None = None) -> bool:
-    """Process jobs until stopped (or, with ``burst``, until the queue is empty)."""
+WORKER_CLASSES: dict[str, type[BaseWorker]] = {"inline": SimpleWorker, "fork": Worker}
+
+
+def run_worker(burst: bool = False, name: str | None = None, mode: str | None = None) -> bool:
+    """Process jobs until stopped (or, with ``burst``, until the queue is empty).
+
+    ``inline`` (the default) runs each job in this process, one at a time, keeping the
+    database pool warm: forking a work horse per job cost ~150 ms of CPU per job. Jobs stay
+    isolated from each other where it matters: one job at a time per process (pyghmi is
+    not safe with many threads in one process, see docs/architecture.md), RQ's job timeout
+    (SIGALRM) still applies, and no session outlives its job. ``fork`` is RQ's classic
+    work horse per job, for drivers that must not share a process between jobs.
+    """
     ctx = current()
-    # RQ forks a work horse per job. Do the per-process start-up once, here, so every horse
-    # inherits it instead of paying for it again: importing the jobs and configuring the
-    # ORM (~80 ms of CPU) and the database dialect's first-connect set-up (~15 ms).
+    mode = mode or ctx.settings.worker_mode
+    if mode not in WORKER_CLASSES:
+        raise ValueError(f"BMS_WORKER_MODE must be one of {sorted(WORKER_CLASSES)}, not {mode!r}")
+    # Do the per-process start-up once, here, so (in fork mode) every horse inherits it
+    # instead of paying for it again: importing the jobs and configuring the ORM (~80 ms
+    # of CPU) and the database dialect's first-connect set-up (~15 ms).
     import workers.jobs  # noqa: F401
 
     configure_mappers()
@@ -36,7 +51,8 @@ def run_worker(burst: bool = False, name: str | None = None) -> bool:
         log.warning("database not reachable at worker start: %s", exc)
     # Connections are opened per process; drop any inherited pool before RQ forks horses.
     ctx.db.dispose()
-    worker = Worker([ctx.queue], connection=ctx.redis, name=name or worker_name())
+    worker_class = WORKER_CLASSES[mode]
+    worker = worker_class([ctx.queue], connection=ctx.redis, name=name or worker_name())
     return worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
 
 

@@ -1,16 +1,18 @@
 """Running a plan of steps on a node, one step at a time, resumable after a wait or a crash.
 
-The position in the plan is stored in ``driver_internal_info`` after every step, so a
-job that is retried (or resumed by an agent's callback) continues where it stopped.
+The position in the plan is stored in ``driver_internal_info`` (see ``run_plan`` for
+when), so a job that is retried (or resumed by an agent's callback) continues where it
+stopped.
 Hardware calls run outside database transactions: a slow BMC never holds a row lock.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy.orm import Session, lazyload
+from sqlalchemy.orm import Session
 
 from portal.core import events
 from portal.core.models import Image, Instance, Node
@@ -19,13 +21,13 @@ from workers.drivers.base import NodeTask, StepResult, get_driver
 from workers.steps import PLANS, StepEnv
 
 OnStep = Callable[[Session, Node, str, int, int], None]
-# Per-step bookkeeping never reads the ports: skip the eager (selectin) query for them.
-NO_PORTS = (lazyload(Node.ports),)
+OnEnd = Callable[[Session, Node, StepResult], None]
 
 
 def node_task(ctx: WorkerContext, session: Session, node: Node) -> NodeTask:
     task = NodeTask(
         node_id=node.id,
+        driver=node.driver,
         driver_info=ctx.cipher.unseal(node.driver_info or {}),
         properties=dict(node.properties or {}),
         capabilities=dict(node.capabilities or {}),
@@ -75,38 +77,78 @@ def record_power(session: Session, node: Node, state: str, actor: str = events.S
     )
 
 
+def forget_plan_in(info: dict[str, Any]) -> None:
+    info.pop("plan", None)
+    info.pop("plan_step", None)
+
+
 def forget_plan(node: Node) -> None:
     """Drop the stored plan position: the next plan starts from its first step."""
     info = dict(node.driver_internal_info or {})
-    info.pop("plan", None)
-    info.pop("plan_step", None)
+    forget_plan_in(info)
     node.driver_internal_info = info
 
 
 def run_plan(
-    ctx: WorkerContext, node_id: str, plan: str, on_step: OnStep | None = None
+    ctx: WorkerContext,
+    node_id: str,
+    plan: str,
+    on_step: OnStep | None = None,
+    on_end: OnEnd | None = None,
+    task: NodeTask | None = None,
 ) -> StepResult:
-    """Run ``plan`` from the stored position; "wait" if a step handed over to an agent."""
+    """Run ``plan`` from the stored position; "wait" if a step handed over to an agent.
+
+    The position (and progress, through ``on_step``) is checkpointed in the database when
+    a step hands over, when the plan ends, and otherwise at most every
+    ``checkpoint_interval`` seconds. Real hardware steps take seconds, so each of them is
+    recorded; a run of instant steps (the fake driver) costs one transaction instead of
+    one per step. Steps are idempotent: after a crash the plan resumes from the last
+    checkpoint and repeats at most the steps since then.
+
+    ``on_end`` runs in the transaction of the last checkpoint, so the plan's outcome (the
+    node's next state, its event, the lock's release) commits together with it. ``task``
+    saves the read of the node when the caller has just built it.
+    """
     steps = PLANS[plan]
-    with ctx.db.session() as s:
-        node = s.get_one(Node, node_id)
-        task = node_task(ctx, s, node)
-        driver = get_driver(node.driver)
+    if task is None:
+        with ctx.db.session() as s:
+            task = node_task(ctx, s, s.get_one(Node, node_id))
+    driver = get_driver(task.driver)
     position = task.internal.get("plan_step", 0) if task.internal.get("plan") == plan else 0
     env = StepEnv(driver=driver, netboot_root=ctx.netboot_root, public_url=ctx.settings.public_url)
+    interval = ctx.settings.checkpoint_interval
+    last_checkpoint = time.monotonic()
+    power: list[str] = []  # power states reached since the last checkpoint, in order
+    result: StepResult = "done"
     for index in range(position, len(steps)):
         step = steps[index]
         result = step.run(task, env) or "done"
         task.internal.update(plan=plan, plan_step=index + 1)
-        with ctx.db.session() as s:
-            node = s.get_one(Node, node_id, options=NO_PORTS)
-            node.driver_internal_info = dict(task.internal)
-            if step.power_after and node.power_state != step.power_after:
-                record_power(s, node, step.power_after)
-            if on_step is not None:
-                on_step(s, node, step.name, index + 1, len(steps))
+        if step.power_after:
+            power.append(step.power_after)
+        end = result == "wait" or index + 1 == len(steps)
+        if end or time.monotonic() - last_checkpoint >= interval:
+            with ctx.db.session() as s:
+                node = s.get_one(Node, node_id)
+                if end and result != "wait":
+                    forget_plan_in(task.internal)
+                node.driver_internal_info = dict(task.internal)
+                for state in power:
+                    if node.power_state != state:
+                        record_power(s, node, state)
+                if on_step is not None:
+                    on_step(s, node, step.name, index + 1, len(steps))
+                if end and on_end is not None:
+                    on_end(s, node, result)
+            power.clear()
+            last_checkpoint = time.monotonic()
         if result == "wait":
             return "wait"
-    with ctx.db.session() as s:
-        forget_plan(s.get_one(Node, node_id, options=NO_PORTS))
+    if position >= len(steps):  # resumed after the last step: nothing ran
+        with ctx.db.session() as s:
+            node = s.get_one(Node, node_id)
+            forget_plan(node)
+            if on_end is not None:
+                on_end(s, node, "done")
     return "done"

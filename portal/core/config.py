@@ -25,6 +25,8 @@ class Settings:
     queue_name: str = "bms"
     job_timeout: int = 3600  # a real deploy writes gigabytes: RQ's 180 s default is far too short
     reconcile_interval: float = 30.0
+    worker_mode: str = "inline"  # "inline": jobs run in the worker process; "fork": one per job
+    checkpoint_interval: float = 1.0  # seconds between plan checkpoints during instant steps
     callback_timeout: float = 1800.0  # seconds a node may wait for its agent's callback
     lock_stale_after: float = (
         120.0  # seconds a dead worker's lock may linger before the reconciler acts
@@ -52,6 +54,8 @@ class Settings:
             queue_name=e.get("BMS_QUEUE", "bms"),
             job_timeout=int(e.get("BMS_JOB_TIMEOUT", "3600")),
             reconcile_interval=float(e.get("BMS_RECONCILE_INTERVAL", "30")),
+            worker_mode=e.get("BMS_WORKER_MODE", "inline"),
+            checkpoint_interval=float(e.get("BMS_CHECKPOINT_INTERVAL", "1")),
             callback_timeout=float(e.get("BMS_CALLBACK_TIMEOUT", "1800")),
             lock_stale_after=float(e.get("BMS_LOCK_STALE_AFTER", "120")),
             public_url=e.get("BMS_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Select, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from portal.core import events, lifecycle
 from portal.core.errors import Conflict, Invalid, NotFound
@@ -20,7 +20,7 @@ from workers import queue as jobqueue
 
 
 def visible(principal: Principal) -> Select[Instance]:
-    stmt = select(Instance)
+    stmt = select(Instance).options(selectinload(Instance.addresses))
     if not principal.is_admin:
         stmt = stmt.where(Instance.project_id == principal.project_id)
     return stmt

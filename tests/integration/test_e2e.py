@@ -55,14 +55,19 @@ class Stack:
         )
 
 
+WORKER_ARGV = (sys.executable, "-m", "portal.cli", "worker", "--no-reconcile")
+
+
 def _spawn_workers(count: int) -> list[subprocess.Popen[bytes]]:
+    """``count`` workers: the first runs jobs inline (the default), every second one forks
+    a work horse per job, so races mix both worker modes."""
     return [
         subprocess.Popen(
-            [sys.executable, "-m", "portal.cli", "worker", "--no-reconcile"],
+            [*WORKER_ARGV, "--mode", "fork" if i % 2 else "inline"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        for _ in range(count)
+        for i in range(count)
     ]
 
 

@@ -32,6 +32,7 @@ class NodeTask:
     ports: list[dict[str, Any]] = field(default_factory=list)
     # Set for deploys: image location and checksum, instance id, networks, ssh keys.
     instance: dict[str, Any] = field(default_factory=dict)
+    driver: str = "fake"  # the node's driver name, for get_driver()
 
 
 class PowerInterface(Protocol):

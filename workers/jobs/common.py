@@ -5,6 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 
 from portal.core import lifecycle, locks
 from portal.core.models import Node
@@ -16,20 +20,59 @@ from workers.runner import forget_plan, node_task, record_power
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class LockHold:
+    """A held node lock; ``release_in`` gives it up inside a caller's transaction."""
+
+    node_id: str
+    holder: str
+    released: bool = False
+
+    def release_in(self, session: Session) -> None:
+        locks.release(session, self.node_id, self.holder)
+        # Released only once that transaction commits; until then node_lock still owns it.
+        event.listen(session, "after_commit", self._committed, once=True)
+
+    def _committed(self, session: Session) -> None:
+        self.released = True
+
+
 @contextmanager
-def node_lock(ctx: WorkerContext, node_id: str, holder: str) -> Iterator[None]:
+def node_lock(
+    ctx: WorkerContext, node_id: str, holder: str, acquired: bool = False
+) -> Iterator[LockHold]:
     """Hold the node's lock while the block runs; raise :class:`NodeLocked` if it is taken.
 
+    ``acquired``: the caller took the lock in its own transaction. The block may release
+    the lock in the transaction that ends the operation (``LockHold.release_in``);
+    otherwise, or if that transaction did not commit, it is released here.
     RQ retries a job that raised NodeLocked (see ``workers.queue.LOCK_RETRY``).
     """
-    with ctx.db.session() as s:
-        if not locks.acquire(s, node_id, holder):
-            raise locks.NodeLocked(node_id)
-    try:
-        yield
-    finally:
+    if not acquired:
         with ctx.db.session() as s:
-            locks.release(s, node_id, holder)
+            if not locks.acquire(s, node_id, holder):
+                raise locks.NodeLocked(node_id)
+    hold = LockHold(node_id, holder)
+    try:
+        yield hold
+    finally:
+        if not hold.released:
+            with ctx.db.session() as s:
+                locks.release(s, node_id, holder)
+
+
+def lock_node_in(session: Session, node_id: str, holder: str) -> Node | None:
+    """Take the node's lock and read the node, in the caller's transaction.
+
+    The lock is taken first, so the node read afterwards cannot change under us. None
+    if there is no such node; raises :class:`NodeLocked` if someone else holds it. A
+    caller that decides not to go on rolls back, which gives the lock back.
+    """
+    if not locks.acquire(session, node_id, holder):
+        if session.get(Node, node_id) is None:
+            return None
+        raise locks.NodeLocked(node_id)
+    return session.get_one(Node, node_id, populate_existing=True)
 
 
 def fail_node(ctx: WorkerContext, node_id: str, error: str, actor: str, power_off: bool) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, lazyload
+from sqlalchemy.orm import Session
 
 from portal.core import ipam, lifecycle, locks
 from portal.core.models import Flavor, Instance, Network, Node
@@ -24,9 +24,10 @@ from scheduler.request import RequestSpec
 from scheduler.select import candidates, explain
 from tenants import quotas
 from workers.context import WorkerContext, current, holder_name
-from workers.jobs.common import fail_node, node_lock
-from workers.jobs.nodes import _clean_locked
-from workers.runner import run_plan
+from workers.drivers.base import NodeTask, StepResult
+from workers.jobs.common import LockHold, fail_node, lock_node_in, node_lock
+from workers.jobs.nodes import clean_locked
+from workers.runner import node_task, run_plan
 
 log = logging.getLogger(__name__)
 
@@ -45,16 +46,18 @@ def build_instance(instance_id: str) -> str:
         if inst is None or inst.status != BUILD:
             return "skipped"
         node_id = inst.node_id
+    task: NodeTask | None = None
     if node_id is None:
-        node_id = _schedule(ctx, instance_id, holder)
-        if node_id is None:
+        claimed = _schedule(ctx, instance_id, holder)
+        if claimed is None:
             return "no valid host"
+        node_id, task = claimed
     else:
         # A retried job: the claim survived, take the lock back and resume the plan.
         with ctx.db.session() as s:
             if not locks.acquire(s, node_id, holder):
                 raise locks.NodeLocked(node_id)
-    return _deploy(ctx, instance_id, node_id, holder)
+    return _deploy(ctx, instance_id, node_id, holder, task)
 
 
 def continue_deploy(node_id: str) -> str:
@@ -71,8 +74,11 @@ def continue_deploy(node_id: str) -> str:
     return _deploy(ctx, instance_id, node_id, holder)
 
 
-def _schedule(ctx: WorkerContext, instance_id: str, holder: str) -> str | None:
-    """Pick and claim a node; on no candidate, put the instance in ERROR with the reasons."""
+def _schedule(ctx: WorkerContext, instance_id: str, holder: str) -> tuple[str, NodeTask] | None:
+    """Pick and claim a node; on no candidate, put the instance in ERROR with the reasons.
+
+    Returns the node and the deploy's task, read in the claim's transaction.
+    """
     for _ in range(MAX_SCHEDULE_ROUNDS):
         with ctx.db.session() as s:
             inst = s.get_one(Instance, instance_id)
@@ -96,7 +102,7 @@ def _schedule(ctx: WorkerContext, instance_id: str, holder: str) -> str | None:
                 inst.node_id = node_id
                 _allocate_addresses(s, inst)
                 lifecycle.set_instance_task(s, inst, "scheduled", 5)
-                return node_id
+                return node_id, node_task(ctx, s, node)
     with ctx.db.session() as s:
         inst = s.get_one(Instance, instance_id)
         nvh = explain(s, spec)
@@ -132,16 +138,27 @@ def _allocate_addresses(session: Session, inst: Instance) -> None:
     session.refresh(inst, ["addresses"])
 
 
-def _deploy(ctx: WorkerContext, instance_id: str, node_id: str, holder: str) -> str:
+def _deploy(
+    ctx: WorkerContext, instance_id: str, node_id: str, holder: str, task: NodeTask | None = None
+) -> str:
     def progress(s: Session, node: Node, step: str, done: int, total: int) -> None:
-        # Once per deploy step: skip the eager (selectin) load of the addresses.
-        inst = s.get_one(Instance, instance_id, options=[lazyload(Instance.addresses)])
+        inst = s.get_one(Instance, instance_id)
         if inst.status == INSTANCE_DELETING:
             raise DeployAborted(f"instance {instance_id} was deleted during deploy")
         lifecycle.set_instance_task(s, inst, step, 10 + 90 * done // total - (done == total))
 
+    def end(s: Session, node: Node, result: StepResult) -> None:
+        if result == "wait":
+            lifecycle.fire_node(s, node, "wait", actor=holder)
+        else:
+            lifecycle.fire_node(s, node, "done", actor=holder)
+            node.recent_failures = 0
+            inst = s.get_one(Instance, instance_id)
+            lifecycle.fire_instance(s, inst, "active", actor=holder, node_id=node_id)
+        locks.release(s, node_id, holder)
+
     try:
-        result = run_plan(ctx, node_id, "deploy", on_step=progress)
+        return run_plan(ctx, node_id, "deploy", on_step=progress, on_end=end, task=task)
     except Exception as exc:
         reason = f"deploy failed: {exc}"
         fail_node(ctx, node_id, reason, holder, power_off=True)
@@ -157,17 +174,6 @@ def _deploy(ctx: WorkerContext, instance_id: str, node_id: str, holder: str) -> 
                 )
             locks.release(s, node_id, holder)
         return "failed"
-    with ctx.db.session() as s:
-        node = s.get_one(Node, node_id)
-        if result == "wait":
-            lifecycle.fire_node(s, node, "wait", actor=holder)
-        else:
-            lifecycle.fire_node(s, node, "done", actor=holder)
-            node.recent_failures = 0
-            inst = s.get_one(Instance, instance_id)
-            lifecycle.fire_instance(s, inst, "active", actor=holder, node_id=node_id)
-        locks.release(s, node_id, holder)
-    return result
 
 
 def delete_instance(instance_id: str) -> str:
@@ -177,45 +183,59 @@ def delete_instance(instance_id: str) -> str:
         inst = s.get(Instance, instance_id)
         if inst is None or inst.status == DELETED:
             return "skipped"
-        node = s.get(Node, inst.node_id) if inst.node_id else None
+        node = lock_node_in(s, inst.node_id, holder) if inst.node_id else None
         if node is None or node.instance_id != instance_id:
-            _mark_deleted(s, inst, holder)  # never reached a node (e.g. no valid host)
+            s.rollback()
+            with ctx.db.session() as s2:  # never reached a node (e.g. no valid host)
+                _mark_deleted(s2, s2.get_one(Instance, instance_id), holder)
             return "deleted"
         node_id: str = node.id
-    with node_lock(ctx, node_id, holder):  # raises NodeLocked while a deploy still runs
+        if not _start_undeploy(s, node, inst, holder):
+            return "deleted"
+    with node_lock(ctx, node_id, holder, acquired=True) as hold:
+        return _tear_down(ctx, instance_id, node_id, hold)
+
+
+def _start_undeploy(s: Session, node: Node, inst: Instance, holder: str) -> bool:
+    """Move the locked node towards ``deleting``; False if there is nothing to tear down."""
+    if node.provision_state in (ACTIVE, DEPLOY_FAILED):
+        lifecycle.fire_node(s, node, "undeploy", actor=holder, instance_id=inst.id)
+    elif node.provision_state in (DEPLOYING, DEPLOY_WAIT):  # a deploy that was cut off
+        lifecycle.fire_node(s, node, "fail", actor=holder, error="deploy interrupted")
+        lifecycle.fire_node(s, node, "undeploy", actor=holder, instance_id=inst.id)
+    elif node.provision_state == CLEAN_FAILED:
+        # An earlier tear-down failed: free the tenant's instance now and leave the node,
+        # with its last_error, to an admin (provide retries the cleaning).
+        node.instance_id = None
+        _mark_deleted(s, inst, holder)
+        locks.release(s, node.id, holder)
+        return False
+    return True
+
+
+def _tear_down(ctx: WorkerContext, instance_id: str, node_id: str, hold: LockHold) -> str:
+    holder = hold.holder
+
+    def end(s: Session, node: Node, result: StepResult) -> None:
+        node.instance_id = None
+        lifecycle.fire_node(s, node, "done", actor=holder)  # deleting → cleaning
+        _mark_deleted(s, s.get_one(Instance, instance_id), holder)
+
+    try:
+        run_plan(ctx, node_id, "teardown", on_end=end)
+    except Exception as exc:
+        fail_node(ctx, node_id, f"tear-down failed: {exc}", holder, power_off=False)
         with ctx.db.session() as s:
-            node = s.get_one(Node, node_id)
-            if node.provision_state in (ACTIVE, DEPLOY_FAILED):
-                lifecycle.fire_node(s, node, "undeploy", actor=holder, instance_id=instance_id)
-            elif node.provision_state in (DEPLOYING, DEPLOY_WAIT):  # a deploy that was cut off
-                lifecycle.fire_node(s, node, "fail", actor=holder, error="deploy interrupted")
-                lifecycle.fire_node(s, node, "undeploy", actor=holder, instance_id=instance_id)
-            elif node.provision_state == CLEAN_FAILED:
-                # An earlier tear-down failed: free the tenant's instance now and leave the
-                # node, with its last_error, to an admin (provide retries the cleaning).
-                node.instance_id = None
-                _mark_deleted(s, s.get_one(Instance, instance_id), holder)
-                return "deleted"
-        try:
-            run_plan(ctx, node_id, "teardown")
-        except Exception as exc:
-            fail_node(ctx, node_id, f"tear-down failed: {exc}", holder, power_off=False)
-            with ctx.db.session() as s:
-                inst = s.get_one(Instance, instance_id)
-                lifecycle.fire_instance(
-                    s,
-                    inst,
-                    "error",
-                    actor=holder,
-                    fault={"code": "delete_failed", "message": f"tear-down failed: {exc}"},
-                )
-            return "failed"
-        with ctx.db.session() as s:
-            node = s.get_one(Node, node_id)
-            node.instance_id = None
-            lifecycle.fire_node(s, node, "done", actor=holder)  # deleting → cleaning
-            _mark_deleted(s, s.get_one(Instance, instance_id), holder)
-        _clean_locked(node_id, holder)
+            inst = s.get_one(Instance, instance_id)
+            lifecycle.fire_instance(
+                s,
+                inst,
+                "error",
+                actor=holder,
+                fault={"code": "delete_failed", "message": f"tear-down failed: {exc}"},
+            )
+        return "failed"
+    clean_locked(node_id, hold)
     return "deleted"
 
 

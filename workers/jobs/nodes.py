@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from sqlalchemy.orm import Session
+
 from portal.core import events, lifecycle
 from portal.core.models import Node
 from portal.core.states import CLEAN_WAIT, CLEANING, POWER_OFF, POWER_ON, REBOOT, VERIFYING
 from workers.context import current, holder_name
-from workers.drivers.base import DriverError, get_driver
-from workers.jobs.common import fail_node, node_lock
+from workers.drivers.base import DriverError, StepResult, get_driver
+from workers.jobs.common import LockHold, fail_node, lock_node_in, node_lock
 from workers.runner import node_task, record_power, run_plan
 
 
@@ -41,40 +43,42 @@ def verify_node(node_id: str) -> str:
 
 def clean_node(node_id: str) -> str:
     """cleaning → available after wiping the disks; → clean failed on error."""
-    ctx, holder = current(), holder_name()
-    with node_lock(ctx, node_id, holder):
-        with ctx.db.session() as s:
-            node = s.get(Node, node_id)
-            if node is None or node.provision_state != CLEANING:
-                return "skipped"
-        return _clean_locked(node_id, holder)
-
-
-def _clean_locked(node_id: str, holder: str) -> str:
-    ctx = current()
-    try:
-        result = run_plan(ctx, node_id, "clean")
-    except Exception as exc:
-        fail_node(ctx, node_id, f"cleaning failed: {exc}", holder, power_off=True)
-        return "failed"
-    with ctx.db.session() as s:
-        node = s.get_one(Node, node_id)
-        # "available" is written in the same transaction that ends the cleaning: the node
-        # is schedulable the moment this commits, with no periodic sync in between.
-        lifecycle.fire_node(s, node, "wait" if result == "wait" else "done", actor=holder)
-    return result
+    return _clean(node_id, CLEANING, resume=False)
 
 
 def continue_clean(node_id: str) -> str:
     """Resume a cleaning that waited for an agent callback (clean wait → cleaning)."""
+    return _clean(node_id, CLEAN_WAIT, resume=True)
+
+
+def _clean(node_id: str, expected_state: str, resume: bool) -> str:
     ctx, holder = current(), holder_name()
-    with node_lock(ctx, node_id, holder):
-        with ctx.db.session() as s:
-            node = s.get(Node, node_id)
-            if node is None or node.provision_state != CLEAN_WAIT:
-                return "skipped"
+    with ctx.db.session() as s:
+        node = lock_node_in(s, node_id, holder)
+        if node is None or node.provision_state != expected_state:
+            s.rollback()
+            return "skipped"
+        if resume:
             lifecycle.fire_node(s, node, "resume", actor=holder)
-        return _clean_locked(node_id, holder)
+    with node_lock(ctx, node_id, holder, acquired=True) as hold:
+        return clean_locked(node_id, hold)
+
+
+def clean_locked(node_id: str, hold: LockHold) -> str:
+    """Run the clean plan on a node in ``cleaning`` whose lock the caller holds."""
+    ctx, holder = current(), hold.holder
+
+    def end(s: Session, node: Node, result: StepResult) -> None:
+        # "available" is written in the same transaction that ends the cleaning: the node
+        # is schedulable the moment this commits, with no periodic sync in between.
+        lifecycle.fire_node(s, node, "wait" if result == "wait" else "done", actor=holder)
+        hold.release_in(s)
+
+    try:
+        return run_plan(ctx, node_id, "clean", on_end=end)
+    except Exception as exc:
+        fail_node(ctx, node_id, f"cleaning failed: {exc}", holder, power_off=True)
+        return "failed"
 
 
 def set_power(node_id: str, target: str, actor: str = events.SYSTEM) -> str:

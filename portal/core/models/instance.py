@@ -41,9 +41,8 @@ class Instance(TimestampMixin, Base):
     launched_at: Mapped[datetime | None] = mapped_column()
     terminated_at: Mapped[datetime | None] = mapped_column()
 
-    addresses: Mapped[list[IPAllocation]] = relationship(
-        lazy="selectin", order_by="IPAllocation.address"
-    )
+    # Loaded on access (jobs rarely need them); lists ask for selectinload explicitly.
+    addresses: Mapped[list[IPAllocation]] = relationship(order_by="IPAllocation.address")
 
 
 class Keypair(TimestampMixin, Base):

@@ -47,11 +47,9 @@ class Node(TimestampMixin, Base):
     # Nodes that failed recently are weighed down by the scheduler.
     recent_failures: Mapped[int] = mapped_column(Integer, default=0)
 
+    # Loaded on access: most reads of a node (locks, state changes) never need its ports.
     ports: Mapped[list[Port]] = relationship(
-        back_populates="node",
-        cascade="all, delete-orphan",
-        lazy="selectin",
-        order_by="Port.address",
+        back_populates="node", cascade="all, delete-orphan", order_by="Port.address"
     )
 
 
