@@ -34,8 +34,20 @@ def ensure(session: Session, project_id: str, defaults: Defaults) -> Quota:
     return quota
 
 
-def reserve(session: Session, project_id: str, *, instances: int, vcpus: int, ram_mb: int) -> None:
-    """Add usage if every limit allows it, atomically; raise :class:`QuotaExceeded` if not."""
+def reserve(
+    session: Session,
+    project_id: str,
+    *,
+    instances: int,
+    vcpus: int,
+    ram_mb: int,
+    defaults: Defaults | None = None,
+) -> None:
+    """Add usage if every limit allows it, atomically; raise :class:`QuotaExceeded` if not.
+
+    With ``defaults``, a project without a quota row gets one (the row is looked for only
+    when the UPDATE matched nothing, so the usual case is one statement).
+    """
     want = {"instances": instances, "vcpus": vcpus, "ram_mb": ram_mb}
     cols = {r: getattr(Quota, r) for r in RESOURCES}
     used = {r: getattr(Quota, f"{r}_used") for r in RESOURCES}
@@ -48,7 +60,14 @@ def reserve(session: Session, project_id: str, *, instances: int, vcpus: int, ra
     )
     if session.execute(stmt).rowcount == 1:  # type: ignore[attr-defined]
         return
-    quota = session.execute(select(Quota).where(Quota.project_id == project_id)).scalar_one()
+    quota = session.execute(
+        select(Quota).where(Quota.project_id == project_id)
+    ).scalar_one_or_none()
+    if quota is None and defaults is not None:
+        ensure(session, project_id, defaults)
+        return reserve(session, project_id, instances=instances, vcpus=vcpus, ram_mb=ram_mb)
+    if quota is None:
+        raise QuotaExceeded(f"project {project_id} has no quota", resources=[])
     over = [
         f"{r} (limit {getattr(quota, r)}, in use {getattr(quota, f'{r}_used')}, "
         f"requested {want[r]})"

@@ -33,3 +33,11 @@ def release(session: Session, node_id: str, holder: str) -> None:
         .values(reservation=None, reserved_at=None)
         .execution_options(synchronize_session=False)
     )
+
+
+def release_loaded(node: Node, holder: str) -> None:
+    """Release through a node loaded in the caller's transaction (while holding the lock):
+    the change goes out with the node's other changes, in the same UPDATE."""
+    if node.reservation == holder:
+        node.reservation = None
+        node.reserved_at = None

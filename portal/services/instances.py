@@ -6,8 +6,10 @@ from typing import Any
 
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from portal.core import events, lifecycle
+from portal.core.db import new_uuid
 from portal.core.errors import Conflict, Invalid, NotFound
 from portal.core.fsm import InvalidTransition
 from portal.core.models import Instance, Keypair, Network
@@ -47,9 +49,19 @@ def create(ctx: Context, s: Session, data: dict[str, Any], principal: Principal)
         )
     keys = _keypairs(s, data.get("key_names") or [], principal)
     networks = _networks(s, data.get("networks") or [], principal)
-    quotas.ensure(s, principal.project_id, ctx.quota_defaults)
-    quotas.reserve(s, principal.project_id, instances=1, vcpus=flavor.vcpus, ram_mb=flavor.ram_mb)
+    quotas.reserve(
+        s,
+        principal.project_id,
+        instances=1,
+        vcpus=flavor.vcpus,
+        ram_mb=flavor.ram_mb,
+        defaults=ctx.quota_defaults,
+    )
+    inst_id = new_uuid()
     inst = Instance(
+        id=inst_id,
+        # chosen before the INSERT so the row is written once, with its job
+        job_id=ctx.enqueue_after_commit(s, "build_instance", inst_id),
         name=data["name"],
         project_id=principal.project_id,
         user_id=principal.user_id,
@@ -64,7 +76,7 @@ def create(ctx: Context, s: Session, data: dict[str, Any], principal: Principal)
         requested_networks=networks,
     )
     s.add(inst)
-    s.flush()
+    set_committed_value(inst, "addresses", [])  # allocated by the build job, not here
     events.record(
         s,
         "instance.created",
@@ -77,7 +89,6 @@ def create(ctx: Context, s: Session, data: dict[str, Any], principal: Principal)
         vcpus=flavor.vcpus,
         ram_mb=flavor.ram_mb,
     )
-    inst.job_id = ctx.enqueue_after_commit(s, "build_instance", inst.id)
     return inst
 
 

@@ -9,6 +9,7 @@ import pytest
 from portal.core.errors import QuotaExceeded
 from portal.services import identity
 from tenants import quotas
+from tenants.models import Quota
 
 
 def _project(ctx, limit_instances: int) -> str:
@@ -63,3 +64,21 @@ def test_racing_reservations_never_overshoot(ctx):
     assert ok.count(True) == 5 and ok.count(False) == 7
     with ctx.session() as s:
         assert quotas.ensure(s, pid, ctx.quota_defaults).instances_used == 5
+
+
+def test_a_project_without_a_quota_row_gets_the_defaults_on_first_reserve(ctx):
+    with ctx.session() as s:
+        pid = identity.create_project(ctx, s, "fresh", None).id
+        s.query(Quota).filter_by(project_id=pid).delete()
+    with ctx.session() as s, pytest.raises(QuotaExceeded):
+        quotas.reserve(s, pid, instances=1, vcpus=1, ram_mb=1)  # no defaults: refused
+    with ctx.session() as s:
+        quotas.reserve(s, pid, instances=1, vcpus=2, ram_mb=3, defaults=ctx.quota_defaults)
+    with ctx.session() as s:
+        q = s.get_one(Quota, pid)
+        assert (q.instances, q.vcpus, q.ram_mb) == (
+            ctx.quota_defaults.instances,
+            ctx.quota_defaults.vcpus,
+            ctx.quota_defaults.ram_mb,
+        )
+        assert (q.instances_used, q.vcpus_used, q.ram_mb_used) == (1, 2, 3)

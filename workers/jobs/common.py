@@ -28,8 +28,12 @@ class LockHold:
     holder: str
     released: bool = False
 
-    def release_in(self, session: Session) -> None:
-        locks.release(session, self.node_id, self.holder)
+    def release_in(self, session: Session, node: Node | None = None) -> None:
+        """Release in ``session``'s transaction, through ``node`` if the caller loaded it."""
+        if node is not None:
+            locks.release_loaded(node, self.holder)
+        else:
+            locks.release(session, self.node_id, self.holder)
         # Released only once that transaction commits; until then node_lock still owns it.
         event.listen(session, "after_commit", self._committed, once=True)
 

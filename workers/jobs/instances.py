@@ -46,9 +46,11 @@ def build_instance(instance_id: str) -> str:
         if inst is None or inst.status != BUILD:
             return "skipped"
         node_id = inst.node_id
+        first_round = _rank(s, inst) if node_id is None else None
     task: NodeTask | None = None
     if node_id is None:
-        claimed = _schedule(ctx, instance_id, holder)
+        assert first_round is not None
+        claimed = _schedule(ctx, instance_id, holder, first_round)
         if claimed is None:
             return "no valid host"
         node_id, task = claimed
@@ -74,16 +76,28 @@ def continue_deploy(node_id: str) -> str:
     return _deploy(ctx, instance_id, node_id, holder)
 
 
-def _schedule(ctx: WorkerContext, instance_id: str, holder: str) -> tuple[str, NodeTask] | None:
-    """Pick and claim a node; on no candidate, put the instance in ERROR with the reasons.
+def _rank(s: Session, inst: Instance) -> tuple[RequestSpec, list[str]]:
+    """The instance's request and the ids of the nodes that fit it, best first."""
+    spec = RequestSpec.from_flavor(s.get_one(Flavor, inst.flavor_id), inst.project_id)
+    return spec, [n.id for n in candidates(s, spec)]
+
+
+def _schedule(
+    ctx: WorkerContext,
+    instance_id: str,
+    holder: str,
+    first_round: tuple[RequestSpec, list[str]],
+) -> tuple[str, NodeTask] | None:
+    """Claim the best node of ``first_round`` that is still free, ranking again after
+    lost races; on no candidate, put the instance in ERROR with the reasons.
 
     Returns the node and the deploy's task, read in the claim's transaction.
     """
-    for _ in range(MAX_SCHEDULE_ROUNDS):
-        with ctx.db.session() as s:
-            inst = s.get_one(Instance, instance_id)
-            spec = RequestSpec.from_flavor(s.get_one(Flavor, inst.flavor_id), inst.project_id)
-            ranked = [n.id for n in candidates(s, spec)]
+    spec, ranked = first_round
+    for round_ in range(MAX_SCHEDULE_ROUNDS):
+        if round_:
+            with ctx.db.session() as s:
+                spec, ranked = _rank(s, s.get_one(Instance, instance_id))
         if not ranked:
             break
         for node_id in ranked:
@@ -135,7 +149,7 @@ def _allocate_addresses(session: Session, inst: Instance) -> None:
     for network in session.scalars(query):
         ipam.allocate(session, network, inst.id)
     session.flush()
-    session.refresh(inst, ["addresses"])
+    session.expire(inst, ["addresses"])  # reloaded when the deploy's task reads them
 
 
 def _deploy(
@@ -155,7 +169,7 @@ def _deploy(
             node.recent_failures = 0
             inst = s.get_one(Instance, instance_id)
             lifecycle.fire_instance(s, inst, "active", actor=holder, node_id=node_id)
-        locks.release(s, node_id, holder)
+        locks.release_loaded(node, holder)
 
     try:
         return run_plan(ctx, node_id, "deploy", on_step=progress, on_end=end, task=task)
@@ -192,8 +206,9 @@ def delete_instance(instance_id: str) -> str:
         node_id: str = node.id
         if not _start_undeploy(s, node, inst, holder):
             return "deleted"
+        task = node_task(ctx, s, node)
     with node_lock(ctx, node_id, holder, acquired=True) as hold:
-        return _tear_down(ctx, instance_id, node_id, hold)
+        return _tear_down(ctx, instance_id, node_id, hold, task)
 
 
 def _start_undeploy(s: Session, node: Node, inst: Instance, holder: str) -> bool:
@@ -213,7 +228,9 @@ def _start_undeploy(s: Session, node: Node, inst: Instance, holder: str) -> bool
     return True
 
 
-def _tear_down(ctx: WorkerContext, instance_id: str, node_id: str, hold: LockHold) -> str:
+def _tear_down(
+    ctx: WorkerContext, instance_id: str, node_id: str, hold: LockHold, task: NodeTask
+) -> str:
     holder = hold.holder
 
     def end(s: Session, node: Node, result: StepResult) -> None:
@@ -222,7 +239,7 @@ def _tear_down(ctx: WorkerContext, instance_id: str, node_id: str, hold: LockHol
         _mark_deleted(s, s.get_one(Instance, instance_id), holder)
 
     try:
-        run_plan(ctx, node_id, "teardown", on_end=end)
+        run_plan(ctx, node_id, "teardown", on_end=end, task=task)
     except Exception as exc:
         fail_node(ctx, node_id, f"tear-down failed: {exc}", holder, power_off=False)
         with ctx.db.session() as s:
@@ -235,7 +252,8 @@ def _tear_down(ctx: WorkerContext, instance_id: str, node_id: str, hold: LockHol
                 fault={"code": "delete_failed", "message": f"tear-down failed: {exc}"},
             )
         return "failed"
-    clean_locked(node_id, hold)
+    task.instance = {}  # the node is no longer the instance's
+    clean_locked(node_id, hold, task)
     return "deleted"
 
 

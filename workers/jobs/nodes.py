@@ -8,7 +8,7 @@ from portal.core import events, lifecycle
 from portal.core.models import Node
 from portal.core.states import CLEAN_WAIT, CLEANING, POWER_OFF, POWER_ON, REBOOT, VERIFYING
 from workers.context import current, holder_name
-from workers.drivers.base import DriverError, StepResult, get_driver
+from workers.drivers.base import DriverError, NodeTask, StepResult, get_driver
 from workers.jobs.common import LockHold, fail_node, lock_node_in, node_lock
 from workers.runner import node_task, record_power, run_plan
 
@@ -64,18 +64,21 @@ def _clean(node_id: str, expected_state: str, resume: bool) -> str:
         return clean_locked(node_id, hold)
 
 
-def clean_locked(node_id: str, hold: LockHold) -> str:
-    """Run the clean plan on a node in ``cleaning`` whose lock the caller holds."""
+def clean_locked(node_id: str, hold: LockHold, task: NodeTask | None = None) -> str:
+    """Run the clean plan on a node in ``cleaning`` whose lock the caller holds.
+
+    ``task``: the node as the caller last read it, if it has (saves reading it again).
+    """
     ctx, holder = current(), hold.holder
 
     def end(s: Session, node: Node, result: StepResult) -> None:
         # "available" is written in the same transaction that ends the cleaning: the node
         # is schedulable the moment this commits, with no periodic sync in between.
         lifecycle.fire_node(s, node, "wait" if result == "wait" else "done", actor=holder)
-        hold.release_in(s)
+        hold.release_in(s, node)
 
     try:
-        return run_plan(ctx, node_id, "clean", on_end=end)
+        return run_plan(ctx, node_id, "clean", on_end=end, task=task)
     except Exception as exc:
         fail_node(ctx, node_id, f"cleaning failed: {exc}", holder, power_off=True)
         return "failed"
