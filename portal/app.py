@@ -12,6 +12,7 @@ from werkzeug.exceptions import HTTPException
 
 from netboot.endpoints import make_blueprint as boot_blueprint
 from portal.api import problems
+from portal.api.aggregates.views import blp as aggregates_blp
 from portal.api.common import close_session
 from portal.api.events.views import blp as events_blp
 from portal.api.flavors.views import blp as flavors_blp
@@ -21,6 +22,7 @@ from portal.api.instances.views import blp as instances_blp
 from portal.api.jsonprovider import OrjsonProvider
 from portal.api.keypairs.views import blp as keypairs_blp
 from portal.api.nodes.views import blp as nodes_blp
+from portal.api.server_groups.views import blp as server_groups_blp
 from portal.core.config import Settings
 from portal.core.errors import DomainError
 from portal.core.models import Port
@@ -72,6 +74,8 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
         images_blp,
         instances_blp,
         keypairs_blp,
+        server_groups_blp,
+        aggregates_blp,
         identity_blp,
         events_blp,
     ):

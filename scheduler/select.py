@@ -1,18 +1,50 @@
-"""Candidate selection and the no-valid-host explanation."""
+"""Candidate selection, the no-valid-host explanation and the capacity count.
+
+Selection runs the filters' SQL in the database and takes the ``max_candidates`` best
+fitting nodes (ordered by waste in SQL, served by the partial index on free nodes), then
+runs every filter in Python on that bounded set and ranks the survivors with the
+weighers. If a whole batch fails the fine filters, the next batch is read.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, func, literal, select
 from sqlalchemy.orm import Session
 
+from portal.core.config import Settings
 from portal.core.models import Node
-from portal.core.states import AVAILABLE
-from scheduler.filters import FILTERS, first_failure, passes_all
+from scheduler import filters, locations, weighers
+from scheduler.filters import Filter, first_failure, sql_clauses
 from scheduler.request import RequestSpec
-from scheduler.weighers import rank
+
+# Labels of the filters that decide what a tenant may see at all.
+VISIBILITY = ("tenancy", "aggregate_tenancy")
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    filters: tuple[Filter, ...] = filters.FILTERS
+    weighers: dict[str, float] | None = None
+    max_candidates: int = 50
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SchedulerConfig:
+        return cls(
+            filters=filters.configured(settings.scheduler_filters),
+            weighers=weighers.configured(settings.scheduler_weighers),
+            max_candidates=max(1, settings.scheduler_max_candidates),
+        )
+
+    @property
+    def multipliers(self) -> dict[str, float]:
+        return self.weighers if self.weighers is not None else {"best_fit": 1.0}
+
+
+DEFAULT = SchedulerConfig(weighers=weighers.configured(Settings.scheduler_weighers))
 
 
 @dataclass(frozen=True)
@@ -22,29 +54,97 @@ class NoValidHost:
 
     @property
     def message(self) -> str:
-        reasons = ", ".join(f"{name} {count}" for name, count in self.removed.items() if count)
+        reasons = ", ".join(
+            f"{label} {count}"
+            for label, count in sorted(self.removed.items(), key=lambda kv: (-kv[1], kv[0]))
+            if count
+        )
         return f"No valid host: 0 of {self.total} nodes left ({reasons or 'no nodes enrolled'})"
 
 
-def candidates(session: Session, spec: RequestSpec) -> list[Node]:
-    """Schedulable nodes for ``spec``, best first. Coarse filters run in SQL, fine ones here."""
-    rows = session.scalars(
-        select(Node).where(
-            Node.provision_state == AVAILABLE,
-            Node.maintenance.is_(False),
-            Node.reservation.is_(None),
-            Node.instance_id.is_(None),
-            Node.resource_class == spec.resource_class,
-            or_(Node.owner.is_(None), Node.owner == spec.project_id),
+def _waste_sql(spec: RequestSpec) -> ColumnElement[Any]:
+    """The best_fit weigher's waste, in SQL: sorts the best fits into the first batch."""
+    parts = [
+        func.coalesce((col - want) * literal(1.0) / func.nullif(col, 0), 0)
+        for col, want in (
+            (Node.cpus, spec.vcpus),
+            (Node.memory_mb, spec.ram_mb),
+            (Node.local_gb, spec.disk_gb),
         )
-    ).all()
-    return rank([n for n in rows if passes_all(n, spec)], spec)
+    ]
+    return parts[0] + parts[1] + parts[2]
 
 
-def explain(session: Session, spec: RequestSpec) -> NoValidHost:
-    """Charge every node to the first filter that rejects it."""
+def candidates(
+    session: Session, spec: RequestSpec, config: SchedulerConfig = DEFAULT
+) -> list[Node]:
+    """Nodes that pass every filter, best first (at most one batch of them)."""
+    base = select(Node).where(*sql_clauses(spec, config.filters))
+    if config.multipliers.get("best_fit", 0) > 0:
+        base = base.order_by(_waste_sql(spec), Node.id)
+    else:
+        base = base.order_by(Node.id)
+    batch, offset = config.max_candidates, 0
+    while True:
+        rows = session.scalars(base.limit(batch).offset(offset)).all()
+        if not rows:
+            return []
+        locs = locations.locations(session, [n.id for n in rows])
+        passing = [
+            (n, locs[n.id])
+            for n in rows
+            if first_failure(n, locs[n.id], spec, config.filters) is None
+        ]
+        if passing:
+            return [n for n, _ in _rank(session, passing, spec, config)]
+        if len(rows) < batch:
+            return []
+        offset += batch
+
+
+def _fits(node: Node, loc: locations.Location, spec: RequestSpec, config: SchedulerConfig) -> bool:
+    return first_failure(node, loc, spec, config.filters) is None
+
+
+def _rank(
+    session: Session,
+    passing: list[tuple[Node, locations.Location]],
+    spec: RequestSpec,
+    config: SchedulerConfig,
+) -> list[tuple[Node, locations.Location]]:
+    multipliers = config.multipliers
+    used = locations.used_per_rack(session) if multipliers.get("rack_spread") else {}
+    return weighers.rank(passing, spec, multipliers, weighers.Context(used_per_rack=used))
+
+
+def explain(
+    session: Session,
+    spec: RequestSpec,
+    config: SchedulerConfig = DEFAULT,
+    tenant_view: bool = False,
+) -> NoValidHost:
+    """Charge every node to the first filter that rejects it.
+
+    ``tenant_view``: count only the nodes the tenant could ever get (shared pool, its own,
+    leased to it), so the message tells a tenant nothing about other tenants' nodes.
+    """
     nodes = session.scalars(select(Node)).all()
-    counts = Counter(first_failure(n, spec) for n in nodes)
-    counts.pop(None, None)
-    removed = {f.name: counts.get(f.name, 0) for f in FILTERS}
-    return NoValidHost(total=len(nodes), removed=removed)
+    locs = locations.locations(session, [n.id for n in nodes])
+    labels = [first_failure(n, locs[n.id], spec, config.filters) for n in nodes]
+    if tenant_view:
+        labels = [label for label in labels if label not in VISIBILITY]
+    counts = Counter(label for label in labels if label is not None)
+    return NoValidHost(total=len(labels), removed=dict(counts))
+
+
+def capacity(
+    session: Session, spec: RequestSpec, config: SchedulerConfig = DEFAULT
+) -> dict[str | None, int]:
+    """How many nodes could host ``spec`` right now, per availability zone (None: no zone)."""
+    rows = session.scalars(select(Node).where(*sql_clauses(spec, config.filters))).all()
+    locs = locations.locations(session, [n.id for n in rows])
+    per_zone: Counter[str | None] = Counter()
+    for n in rows:
+        if _fits(n, locs[n.id], spec, config):
+            per_zone[locs[n.id].zone] += 1
+    return dict(per_zone)

@@ -12,6 +12,7 @@ from rq import SimpleWorker, Worker
 from rq.worker import BaseWorker
 from sqlalchemy.orm import configure_mappers
 
+from scheduler.select import SchedulerConfig
 from workers.context import current
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ def run_worker(burst: bool = False, name: str | None = None, mode: str | None = 
     work horse per job, for drivers that must not share a process between jobs.
     """
     ctx = current()
+    SchedulerConfig.from_settings(ctx.settings)  # a bad filter/weigher list fails here, not per job
     mode = mode or ctx.settings.worker_mode
     if mode not in WORKER_CLASSES:
         raise ValueError(f"BMS_WORKER_MODE must be one of {sorted(WORKER_CLASSES)}, not {mode!r}")

@@ -38,6 +38,11 @@ class Settings:
     provider_network_cidr: str = "192.0.2.0/24"
     provider_network_pool: str = "192.0.2.10-192.0.2.250"
     provider_network_gateway: str = "192.0.2.1"
+    # Scheduler: filters in order (empty: all, in their default order), weighers with
+    # multipliers, how many best-fitting nodes SQL hands to the fine filters and weighers.
+    scheduler_filters: str = ""
+    scheduler_weighers: str = "best_fit=1,recent_failures=1,soft_group=1,rack_spread=0"
+    scheduler_max_candidates: int = 50
     debug: bool = False
 
     @classmethod
@@ -65,6 +70,11 @@ class Settings:
             provider_network_cidr=e.get("BMS_PROVIDER_CIDR", "192.0.2.0/24"),
             provider_network_pool=e.get("BMS_PROVIDER_POOL", "192.0.2.10-192.0.2.250"),
             provider_network_gateway=e.get("BMS_PROVIDER_GATEWAY", "192.0.2.1"),
+            scheduler_filters=e.get("BMS_SCHEDULER_FILTERS", ""),
+            scheduler_weighers=e.get(
+                "BMS_SCHEDULER_WEIGHERS", "best_fit=1,recent_failures=1,soft_group=1,rack_spread=0"
+            ),
+            scheduler_max_candidates=int(e.get("BMS_SCHEDULER_MAX_CANDIDATES", "50")),
             debug=_bool(e.get("BMS_DEBUG")),
         )
 

@@ -11,6 +11,8 @@ from sqlalchemy.orm import Session
 from portal.core import events
 from portal.core.errors import Conflict, Invalid, NotFound
 from portal.core.models import Flavor, FlavorAccess, Instance
+from scheduler import operators
+from scheduler.request import EXACT_SPEC
 from tenants.principal import Principal
 
 TRAIT_VALUES = ("required", "forbidden")
@@ -24,9 +26,17 @@ def check_extra_specs(specs: dict[str, Any]) -> None:
                     f"'{key}' must be one of {', '.join(TRAIT_VALUES)}, not {value!r}",
                     field=f"extra_specs.{key}",
                 )
-        elif not key.startswith("capabilities:"):
+        elif key.startswith("capabilities:"):
+            problem = operators.validate(str(value))
+            if problem is not None:
+                raise Invalid(f"'{key}': {problem}", field=f"extra_specs.{key}")
+        elif key == EXACT_SPEC:
+            if str(value).lower() not in ("true", "false"):
+                raise Invalid(f"'{key}' must be 'true' or 'false'", field=f"extra_specs.{key}")
+        else:
             raise Invalid(
-                f"unknown extra spec '{key}': keys start with 'capabilities:' or 'trait:'",
+                f"unknown extra spec '{key}': keys start with 'capabilities:' or 'trait:',"
+                f" or are '{EXACT_SPEC}'",
                 field=f"extra_specs.{key}",
             )
 

@@ -14,7 +14,7 @@ from portal.core.errors import Conflict, Invalid, NotFound
 from portal.core.fsm import InvalidTransition
 from portal.core.models import Instance, Keypair, Network
 from portal.core.states import BUILD, INSTANCE_FSM
-from portal.services import flavors, images
+from portal.services import flavors, images, placement
 from portal.services.context import Context
 from tenants import quotas
 from tenants.principal import Principal
@@ -49,6 +49,18 @@ def create(ctx: Context, s: Session, data: dict[str, Any], principal: Principal)
         )
     keys = _keypairs(s, data.get("key_names") or [], principal)
     networks = _networks(s, data.get("networks") or [], principal)
+    zone = data.get("availability_zone")
+    if zone:
+        placement.check_zone(s, zone)
+    group_id = None
+    if data.get("server_group"):
+        try:
+            group_id = placement.get_group(s, data["server_group"], principal).id
+        except NotFound:
+            raise Invalid(
+                f"server group '{data['server_group']}' not found", field="server_group"
+            ) from None
+    hints = placement.check_hints(s, data.get("scheduler_hints") or {}, principal)
     quotas.reserve(
         s,
         principal.project_id,
@@ -74,6 +86,9 @@ def create(ctx: Context, s: Session, data: dict[str, Any], principal: Principal)
         ssh_keys=keys,
         user_data=data.get("user_data"),
         requested_networks=networks,
+        availability_zone=zone,
+        server_group_id=group_id,
+        scheduler_hints=hints,
     )
     s.add(inst)
     set_committed_value(inst, "addresses", [])  # allocated by the build job, not here

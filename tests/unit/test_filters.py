@@ -1,7 +1,8 @@
-"""Scheduler filters and best-fit ranking on plain ``Node`` objects (no database)."""
+"""Scheduler filters and weighers on plain ``Node`` objects (no database)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -10,9 +11,12 @@ from hypothesis import strategies as st
 
 from portal.core.models import Flavor, Node
 from portal.core.states import ACTIVE, AVAILABLE, MANAGEABLE
-from scheduler.filters import FILTERS, first_failure, passes_all
-from scheduler.request import RequestSpec
-from scheduler.weighers import rank, waste
+from scheduler import filters as flt
+from scheduler import weighers
+from scheduler.filters import FILTERS, Filter
+from scheduler.locations import Location
+from scheduler.request import GroupRule, PlaceRule, RequestSpec
+from scheduler.weighers import waste
 
 PROJECT = "proj-a"
 
@@ -30,9 +34,35 @@ def node(id: str = "n1", **over: Any) -> Node:
         "capabilities": {},
         "traits": [],
         "recent_failures": 0,
+        "power_state": "power off",
     }
     fields.update(over)
     return Node(**fields)
+
+
+def first_failure(
+    n: Node, want: RequestSpec, filters: tuple[Filter, ...] = FILTERS, loc: Location | None = None
+) -> str | None:
+    return flt.first_failure(n, loc or Location(n.id), want, filters)
+
+
+def passes_all(
+    n: Node, want: RequestSpec, filters: tuple[Filter, ...] = FILTERS, loc: Location | None = None
+) -> bool:
+    return first_failure(n, want, filters, loc) is None
+
+
+DEFAULT_WEIGHTS = {"best_fit": 1.0, "recent_failures": 1.0}
+
+
+def rank(pool: list[Node], want: RequestSpec, mult: dict[str, float] | None = None) -> list[Node]:
+    ranked = weighers.rank(
+        [(n, Location(n.id)) for n in pool],
+        want,
+        DEFAULT_WEIGHTS if mult is None else mult,
+        weighers.Context(used_per_rack={}),
+    )
+    return [n for n, _ in ranked]
 
 
 def spec(**over: Any) -> RequestSpec:
@@ -58,7 +88,9 @@ def test_filters_are_checked_in_the_documented_order() -> None:
         "provision_state",
         "maintenance",
         "reserved",
+        "power_state",
         "tenancy",
+        "aggregate_tenancy",
         "resource_class",
         "cpus",
         "ram",
@@ -66,6 +98,10 @@ def test_filters_are_checked_in_the_documented_order() -> None:
         "cpu_arch",
         "capabilities",
         "traits",
+        "availability_zone",
+        "server_group",
+        "hints",
+        "node_name",
     ]
 
 
@@ -78,6 +114,8 @@ def test_filters_are_checked_in_the_documented_order() -> None:
         ({"reservation": "worker-1"}, "reserved"),
         ({"instance_id": "some-instance"}, "reserved"),
         ({"owner": "proj-b"}, "tenancy"),
+        ({"power_state": None}, "power_state"),
+        ({"power_state": "error"}, "power_state"),
         ({"resource_class": "gpu"}, "resource_class"),
         ({"properties": {"cpus": 2, "memory_mb": 16384, "local_gb": 100}}, "cpus"),
         ({"properties": {"cpus": 8, "memory_mb": 4096, "local_gb": 100}}, "ram"),
@@ -138,17 +176,17 @@ def test_cpu_arch_is_ignored_when_the_flavor_does_not_ask() -> None:
     assert first_failure(n, spec(cpu_arch="x86_64")) == "cpu_arch"
 
 
-def test_capabilities_must_be_equal() -> None:
+def test_capabilities_must_match_and_the_failing_key_is_named() -> None:
     want = spec(capabilities={"boot_mode": "uefi", "secure_boot": "true"})
     assert passes_all(node(capabilities={"boot_mode": "uefi", "secure_boot": "true"}), want)
     assert passes_all(
         node(capabilities={"boot_mode": "uefi", "secure_boot": "true", "raid": "1"}), want
     )
     assert first_failure(node(capabilities={"boot_mode": "bios", "secure_boot": "true"}), want) == (
-        "capabilities"
+        "capability boot_mode"
     )
-    assert first_failure(node(capabilities={"boot_mode": "uefi"}), want) == "capabilities"
-    assert first_failure(node(capabilities=None), want) == "capabilities"
+    assert first_failure(node(capabilities={"boot_mode": "uefi"}), want) == "capability secure_boot"
+    assert first_failure(node(capabilities=None), want) == "capability boot_mode"
     # Non-string values on the node are compared by their string form.
     assert passes_all(node(capabilities={"disks": 4}), spec(capabilities={"disks": "4"}))
 
@@ -159,10 +197,10 @@ def test_required_and_forbidden_traits() -> None:
         forbidden_traits=frozenset({"CUSTOM_GPU"}),
     )
     assert passes_all(node(traits=["CUSTOM_RAID", "HW_NIC_SRIOV", "CUSTOM_FAST"]), want)
-    assert first_failure(node(traits=["CUSTOM_RAID"]), want) == "traits"
-    assert first_failure(node(traits=None), want) == "traits"
+    assert first_failure(node(traits=["CUSTOM_RAID"]), want) == "trait required"
+    assert first_failure(node(traits=None), want) == "trait required"
     assert first_failure(node(traits=["CUSTOM_RAID", "HW_NIC_SRIOV", "CUSTOM_GPU"]), want) == (
-        "traits"
+        "trait forbidden"
     )
     only_forbidden = spec(forbidden_traits=frozenset({"CUSTOM_GPU"}))
     assert passes_all(node(traits=[]), only_forbidden)
@@ -243,7 +281,7 @@ def test_rank_puts_the_tightest_fit_first() -> None:
     medium = sized("medium", 8, 16384, 100)
     exact = sized("exact", 4, 8192, 50)
     assert [n.id for n in rank([big, medium, exact], spec())] == ["exact", "medium", "big"]
-    assert waste(exact, spec())[0] == 0.0
+    assert waste(exact, spec()) == 0.0
 
 
 def test_rank_breaks_ties_by_recent_failures_then_id() -> None:
@@ -326,11 +364,103 @@ def test_rank_of_filtered_nodes_is_sound_complete_and_best_fit(
     assert all(first_failure(n, want) is None for n in ranked)
     assert sorted(n.id for n in ranked) == sorted(n.id for n in survivors)
     # Every node that was filtered out is charged to a named filter.
-    names = {f.name for f in FILTERS}
-    assert all(first_failure(n, want) in names for n in pool if n not in survivors)
-    # Best fit: the waste key never decreases, and each node's leftover share is in [0, 3].
-    keys = [waste(n, want) for n in ranked]
+    names: set[str | None] = {f.name for f in FILTERS}
+    labels = {first_failure(n, want) for n in pool if n not in survivors}
+    assert all(label in names or label.split(" ")[0] in ("capability", "trait") for label in labels)
+    # Best fit alone: waste never decreases down the ranking and stays within [0, 3].
+    keys = [waste(n, want) for n in rank(survivors, want, {"best_fit": 1.0})]
     assert keys == sorted(keys)
-    assert all(0.0 <= k[0] <= 3.0 for k in keys)
-    if ranked:
-        assert keys[0][0] == min(k[0] for k in keys)
+    assert all(0.0 <= k <= 3.0 for k in keys)
+
+
+# -- groups, hints, zones, lessee, exact sizes -----------------------------------------------
+
+
+def rack(node_id: str, name: str | None, zone: str | None = None) -> Location:
+    return Location(node_id, zone, {"rack": name} if name else {})
+
+
+def test_anti_affinity_rejects_used_racks_and_unknown_racks() -> None:
+    want = spec(group=GroupRule("g", "anti-affinity", "rack", ("r1", "r1")))
+    assert first_failure(node("a"), want, loc=rack("a", "r2")) is None
+    assert first_failure(node("a"), want, loc=rack("a", "r1")) == (
+        "server group anti-affinity (rack)"
+    )
+    assert first_failure(node("a"), want, loc=rack("a", None)) is not None  # rack unknown
+
+
+def test_affinity_follows_the_placed_members_and_the_first_goes_anywhere() -> None:
+    placed = spec(group=GroupRule("g", "affinity", "zone", ("z1",)))
+    assert passes_all(node("a"), placed, loc=rack("a", None, "z1"))
+    assert not passes_all(node("a"), placed, loc=rack("a", None, "z2"))
+    first = spec(group=GroupRule("g", "affinity", "zone", ()))
+    assert passes_all(node("a"), first, loc=rack("a", None, "z2"))
+
+
+def test_soft_policies_never_filter_but_weigh() -> None:
+    soft = spec(group=GroupRule("g", "soft-anti-affinity", "rack", ("r1", "r1")))
+    a, b = node("a"), node("b")
+    locs = {"a": rack("a", "r1"), "b": rack("b", "r2")}
+    assert all(passes_all(n, soft, loc=locs[n.id]) for n in (a, b))
+    ranked = weighers.rank(
+        [(a, locs["a"]), (b, locs["b"])], soft, {"soft_group": 1.0}, weighers.Context({})
+    )
+    assert [n.id for n, _ in ranked] == ["b", "a"]
+    together = replace(soft, group=GroupRule("g", "soft-affinity", "rack", ("r1",)))
+    ranked = weighers.rank(
+        [(b, locs["b"]), (a, locs["a"])], together, {"soft_group": 1.0}, weighers.Context({})
+    )
+    assert [n.id for n, _ in ranked] == ["a", "b"]
+
+
+def test_hints_same_and_different() -> None:
+    same = spec(place_rules=(PlaceRule("same_rack_as", "rack", True, frozenset({"r1"})),))
+    diff = spec(place_rules=(PlaceRule("different_rack_from", "rack", False, frozenset({"r1"})),))
+    assert passes_all(node("a"), same, loc=rack("a", "r1"))
+    assert first_failure(node("a"), same, loc=rack("a", "r2")) == "hint same_rack_as"
+    assert passes_all(node("a"), diff, loc=rack("a", "r2"))
+    assert first_failure(node("a"), diff, loc=rack("a", "r1")) == "hint different_rack_from"
+
+
+def test_rack_spread_and_pack() -> None:
+    a, b = node("a"), node("b")
+    cands = [(a, rack("a", "busy")), (b, rack("b", "idle"))]
+    used = weighers.Context({"busy": 5})
+    spread = weighers.rank(cands, spec(), {"rack_spread": 1.0}, used)
+    pack = weighers.rank(cands, spec(), {"rack_spread": -1.0}, used)
+    assert [n.id for n, _ in spread] == ["b", "a"]
+    assert [n.id for n, _ in pack] == ["a", "b"]
+
+
+def test_lessee_may_use_a_leased_node() -> None:
+    leased = node(owner="proj-owner", lessee=PROJECT)
+    assert passes_all(leased, spec())
+    assert first_failure(leased, spec(project_id="proj-other")) == "tenancy"
+
+
+def test_exact_mode_wants_equal_sizes() -> None:
+    exact = spec(exact=True)
+    fits = node(properties={"cpus": 4, "memory_mb": 8192, "local_gb": 50, "cpu_arch": "x86_64"})
+    assert passes_all(fits, exact)
+    assert first_failure(node(), exact) == "cpus"  # 8 cpus > 4: too big in exact mode
+
+
+def test_zone_and_node_name() -> None:
+    assert passes_all(node("a"), spec(availability_zone="z1"), loc=rack("a", None, "z1"))
+    assert first_failure(node("a"), spec(availability_zone="z1")) == "availability_zone"
+    assert passes_all(node("a", name="n-a"), spec(node_name="n-a"))
+    assert first_failure(node("b", name="n-b"), spec(node_name="n-a")) == "node_name"
+
+
+def test_configured_filters_keep_the_mandatory_ones() -> None:
+    chosen = flt.configured("cpus,ram")
+    assert [f.name for f in chosen][:5] == list(flt.MANDATORY)
+    assert [f.name for f in chosen][5:] == ["cpus", "ram"]
+    with pytest.raises(ValueError, match="unknown scheduler filter"):
+        flt.configured("cpus,gpu_magic")
+    assert weighers.configured("best_fit=2, rack_spread=-1") == {
+        "best_fit": 2.0,
+        "rack_spread": -1.0,
+    }
+    with pytest.raises(ValueError, match="not a number"):
+        weighers.configured("best_fit=x")

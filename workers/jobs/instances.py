@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from portal.core import ipam, lifecycle, locks
-from portal.core.models import Flavor, Instance, Network, Node
+from portal.core.models import Instance, Network, Node
 from portal.core.states import (
     ACTIVE,
     BUILD,
@@ -19,9 +19,9 @@ from portal.core.states import (
     DEPLOYING,
     INSTANCE_DELETING,
 )
-from scheduler.claim import claim
+from scheduler.claim import claim, still_fits
 from scheduler.request import RequestSpec
-from scheduler.select import candidates, explain
+from scheduler.select import SchedulerConfig, candidates, explain
 from tenants import quotas
 from workers.context import WorkerContext, current, holder_name
 from workers.drivers.base import NodeTask, StepResult
@@ -78,8 +78,12 @@ def continue_deploy(node_id: str) -> str:
 
 def _rank(s: Session, inst: Instance) -> tuple[RequestSpec, list[str]]:
     """The instance's request and the ids of the nodes that fit it, best first."""
-    spec = RequestSpec.from_flavor(s.get_one(Flavor, inst.flavor_id), inst.project_id)
-    return spec, [n.id for n in candidates(s, spec)]
+    spec = RequestSpec.for_instance(s, inst)
+    return spec, [n.id for n in candidates(s, spec, _scheduler_config())]
+
+
+def _scheduler_config() -> SchedulerConfig:
+    return SchedulerConfig.from_settings(current().settings)
 
 
 def _schedule(
@@ -104,6 +108,9 @@ def _schedule(
             with ctx.db.session() as s:
                 if not claim(s, node_id, instance_id, holder):
                     continue  # lost the race for this one: next candidate
+                if not still_fits(s, node_id, spec, instance_id):
+                    s.rollback()  # a group member or hinted instance just moved: re-rank
+                    break
                 node = s.get_one(Node, node_id)
                 # Lock the instance row so a concurrent delete either sees the claim or wins.
                 inst = s.get_one(
@@ -119,16 +126,19 @@ def _schedule(
                 return node_id, node_task(ctx, s, node)
     with ctx.db.session() as s:
         inst = s.get_one(Instance, instance_id)
-        nvh = explain(s, spec)
+        config = _scheduler_config()
+        full = explain(s, spec, config)
+        tenant = explain(s, spec, config, tenant_view=True)
         lifecycle.fire_instance(
             s,
             inst,
             "error",
             actor=holder,
+            # the message is the tenant's view; admins also get every node's reason
             fault={
                 "code": "no_valid_host",
-                "message": nvh.message,
-                "details": {"total": nvh.total, "removed": nvh.removed},
+                "message": tenant.message,
+                "details": {"message": full.message, "total": full.total, "removed": full.removed},
             },
         )
     return None

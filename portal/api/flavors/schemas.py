@@ -67,3 +67,13 @@ class AccessBody(Schema):
 
 class AccessList(Schema):
     projects = fields.List(fields.String())
+
+
+class CapacityOut(Schema):
+    flavor = fields.String()
+    nodes = fields.Integer(metadata={"description": "free nodes that fit, visible to the caller"})
+    quota_allows = fields.Integer(allow_none=True, metadata={"description": "None: no limit"})
+    instances = fields.Integer(metadata={"description": "servers that could be placed now"})
+    by_zone = fields.Dict(
+        keys=fields.String(), values=fields.Integer(), metadata={"description": "admins only"}
+    )

@@ -7,10 +7,11 @@ from typing import Any
 from flask.views import MethodView
 
 from portal.api.auth import admin_only, authenticate, principal
-from portal.api.common import Blueprint, tx
+from portal.api.common import Blueprint, ctx, tx
 from portal.api.flavors.schemas import (
     AccessBody,
     AccessList,
+    CapacityOut,
     FlavorCreate,
     FlavorList,
     FlavorListArgs,
@@ -20,6 +21,7 @@ from portal.api.flavors.schemas import (
 from portal.api.pagination import page
 from portal.core.errors import Invalid
 from portal.core.models import Flavor
+from portal.services import capacity
 from portal.services import flavors as svc
 from tenants.models import Project
 
@@ -117,3 +119,17 @@ class FlavorAccessItem(MethodView):
         """Revoke a project's access."""
         with tx() as s:
             svc.remove_access(s, svc.get_visible(s, ident, principal()), project_id, principal())
+
+
+@blp.route("/flavors/<ident>/capacity")
+class FlavorCapacity(MethodView):
+    @blp.response(200, CapacityOut)
+    def get(self, ident: str) -> dict[str, Any]:
+        """How many servers of this flavor could be placed now.
+
+        Tenants: nodes that fit and are theirs to use, capped by their remaining quota.
+        Admins: every node that could host it, with a breakdown by availability zone.
+        """
+        with tx() as s:
+            flavor = svc.get_visible(s, ident, principal())
+            return capacity.for_flavor(ctx(), s, flavor, principal())

@@ -23,6 +23,19 @@ class InstanceCreate(Schema):
     key_names = fields.List(fields.String(), load_default=list, validate=validate.Length(max=20))
     networks = fields.List(fields.String(), load_default=list, validate=validate.Length(max=8))
     user_data = fields.String(allow_none=True, validate=validate.Length(max=65535))
+    availability_zone = fields.String(allow_none=True, validate=validate.Length(max=255))
+    server_group = fields.String(
+        allow_none=True, metadata={"description": "server group id (affinity policies)"}
+    )
+    scheduler_hints = fields.Dict(
+        keys=fields.String(),
+        load_default=dict,
+        metadata={
+            "description": "same_node_as, different_node_from, same_rack_as, "
+            "different_rack_from, same_zone_as, different_zone_from: server ids; "
+            "node_name (admins): a node"
+        },
+    )
 
 
 class AddressOut(Schema):
@@ -56,6 +69,9 @@ class InstanceOut(Schema):
     fault = FaultOut()
     key_names = fields.Method("_keys")
     addresses = fields.List(fields.Nested(AddressOut))
+    availability_zone = fields.String(allow_none=True)
+    server_group = fields.String(attribute="server_group_id", allow_none=True)
+    scheduler_hints = fields.Dict()
     created_at = fields.DateTime()
     updated_at = fields.DateTime(allow_none=True)
     launched_at = fields.DateTime(allow_none=True)

@@ -6,8 +6,12 @@ from portal.core.models.image import Image, ImageMember
 from portal.core.models.instance import Instance, Keypair
 from portal.core.models.network import IPAllocation, Network, Subnet
 from portal.core.models.node import Node, Port
+from portal.core.models.placement import Aggregate, AggregateNode, AggregateProject, ServerGroup
 
 __all__ = [
+    "Aggregate",
+    "AggregateNode",
+    "AggregateProject",
     "Event",
     "Flavor",
     "FlavorAccess",
@@ -19,5 +23,6 @@ __all__ = [
     "Network",
     "Node",
     "Port",
+    "ServerGroup",
     "Subnet",
 ]

@@ -34,6 +34,12 @@ class Instance(TimestampMixin, Base):
     # Snapshot of the keypairs at create time: [{"name", "public_key", "fingerprint"}]
     ssh_keys: Mapped[list[Any]] = mapped_column(default=list)
     user_data: Mapped[str | None] = mapped_column(Text)
+    # Where it may go: a zone, a server group, hints such as {"same_rack_as": [ids]}.
+    availability_zone: Mapped[str | None] = mapped_column(String(255))
+    server_group_id: Mapped[str | None] = mapped_column(
+        String(36), ForeignKey("server_groups.id", ondelete="SET NULL"), index=True
+    )
+    scheduler_hints: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # Requested networks (ids); the provider network when none were asked for.
     requested_networks: Mapped[list[Any]] = mapped_column(default=list)
     # The RQ job working on this instance; the reconciler re-enqueues if it vanished.

@@ -1,0 +1,118 @@
+"""Where nodes are: zone and rack from their aggregates, and who an aggregate is for.
+
+A node's zone is the ``availability_zone`` of an aggregate it belongs to, its rack the
+``rack`` metadata of one (row and room likewise). Nodes in aggregates restricted to
+projects are offered only to those projects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from portal.core.models import Aggregate, AggregateNode, AggregateProject, Instance, Node
+from portal.core.states import DELETED
+
+LOCATION_KEYS = ("rack", "row", "room")
+
+
+@dataclass(frozen=True)
+class Location:
+    node_id: str
+    zone: str | None = None
+    meta: dict[str, str] = field(default_factory=dict)
+    # Projects this node is restricted to by its aggregates; None: not restricted.
+    projects: frozenset[str] | None = None
+
+    def at(self, scope: str) -> str | None:
+        """The node's place at ``scope`` (node, rack, zone, row, room); None if unknown."""
+        if scope == "node":
+            return self.node_id
+        if scope == "zone":
+            return self.zone
+        return self.meta.get(scope)
+
+
+def locations(session: Session, node_ids: Iterable[str]) -> dict[str, Location]:
+    """Locations of ``node_ids`` (every node gets one, empty when in no aggregate)."""
+    ids = list(node_ids)
+    zone: dict[str, str] = {}
+    meta: dict[str, dict[str, str]] = {i: {} for i in ids}
+    restricted: dict[str, set[str]] = {}
+    if ids:
+        rows = session.execute(
+            select(AggregateNode.node_id, Aggregate.id, Aggregate.availability_zone, Aggregate.meta)
+            .join(Aggregate, Aggregate.id == AggregateNode.aggregate_id)
+            .where(AggregateNode.node_id.in_(ids))
+        ).all()
+        aggregate_ids = {r[1] for r in rows}
+        projects: dict[str, set[str]] = {}
+        if aggregate_ids:
+            for agg_id, project_id in session.execute(
+                select(AggregateProject.aggregate_id, AggregateProject.project_id).where(
+                    AggregateProject.aggregate_id.in_(aggregate_ids)
+                )
+            ):
+                projects.setdefault(agg_id, set()).add(project_id)
+        for node_id, agg_id, az, agg_meta in rows:
+            if az:
+                zone.setdefault(node_id, az)
+            for key in LOCATION_KEYS:
+                value = (agg_meta or {}).get(key)
+                if value is not None:
+                    meta[node_id].setdefault(key, str(value))
+            if agg_id in projects:
+                restricted.setdefault(node_id, set()).update(projects[agg_id])
+    return {
+        i: Location(
+            i,
+            zone.get(i),
+            meta[i],
+            frozenset(restricted[i]) if i in restricted else None,
+        )
+        for i in ids
+    }
+
+
+def instance_places(session: Session, instance_ids: Iterable[str], scope: str) -> set[str]:
+    """The places (at ``scope``) of the nodes these live instances are on."""
+    node_ids = session.scalars(
+        select(Instance.node_id).where(
+            Instance.id.in_(list(instance_ids)),
+            Instance.node_id.is_not(None),
+            Instance.status != DELETED,
+        )
+    ).all()
+    places = {loc.at(scope) for loc in locations(session, [n for n in node_ids if n]).values()}
+    places.discard(None)
+    return places  # type: ignore[return-value]
+
+
+def group_places(
+    session: Session, group_id: str, scope: str, exclude: str | None = None
+) -> list[str]:
+    """Places (at ``scope``) of the group's live members with a node, one per member."""
+    rows = session.execute(
+        select(Instance.id, Instance.node_id).where(
+            Instance.server_group_id == group_id,
+            Instance.node_id.is_not(None),
+            Instance.status != DELETED,
+        )
+    ).all()
+    node_ids = [n for i, n in rows if i != exclude and n]
+    locs = locations(session, set(node_ids))
+    return [p for p in (locs[n].at(scope) for n in node_ids) if p is not None]
+
+
+def used_per_rack(session: Session) -> dict[str, int]:
+    """How many nodes hold an instance, per rack (for spreading or packing racks)."""
+    used = session.scalars(select(Node.id).where(Node.instance_id.is_not(None))).all()
+    counts: dict[str, int] = {}
+    for loc in locations(session, used).values():
+        rack = loc.at("rack")
+        if rack is not None:
+            counts[rack] = counts.get(rack, 0) + 1
+    return counts
