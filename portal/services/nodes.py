@@ -39,9 +39,9 @@ def normalize_mac(mac: str) -> str:
     return m
 
 
-def _check_owner(s: Session, owner: str | None) -> None:
+def _check_owner(s: Session, owner: str | None, field: str = "owner") -> None:
     if owner is not None and s.get(Project, owner) is None:
-        raise Invalid(f"project '{owner}' not found", field="owner")
+        raise Invalid(f"project '{owner}' not found", field=field)
 
 
 def _flush_unique(s: Session, name: str | None = None, macs: list[str] | None = None) -> None:
@@ -65,6 +65,7 @@ def _flush_unique(s: Session, name: str | None = None, macs: list[str] | None = 
 
 def create_node(ctx: Context, s: Session, data: dict[str, Any], actor: Principal) -> Node:
     _check_owner(s, data.get("owner"))
+    _check_owner(s, data.get("lessee"), "lessee")
     _check_driver(data.get("driver", "fake"))
     port_data = data.pop("ports", [])
     data["driver_info"] = ctx.cipher.seal(data.get("driver_info") or {})
@@ -161,6 +162,8 @@ def update_node(
         _check_driver(changes["driver"])
     if "owner" in changes:
         _check_owner(s, changes["owner"])
+    if "lessee" in changes:
+        _check_owner(s, changes["lessee"], "lessee")
     for key, value in changes.items():
         setattr(node, key, value)
     try:

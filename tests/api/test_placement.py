@@ -200,3 +200,28 @@ def test_capacity_for_tenant_and_admin(ctx, client, jobs):
     assert (alice["nodes"], alice["quota_allows"], alice["instances"]) == (2, 1, 1)
     admin = client.get("/v1/flavors/bm.small/capacity", headers=w.admin).json
     assert admin["nodes"] == 3 and admin["by_zone"] == {"": 1, "az1": 2}
+
+
+def test_a_node_lent_to_a_tenant_is_scheduled_for_it(ctx, client, jobs):
+    w = seed_world(ctx)
+    (node_id,) = make_available(ctx, 1, jobs)
+    bad = client.patch(
+        f"/v1/nodes/{node_id}",
+        json=[{"op": "replace", "path": "/lessee", "value": "no-such-project"}],
+        headers=w.admin,
+    )
+    assert bad.status_code == 422 and bad.json["errors"][0]["field"] == "lessee"
+    r = client.patch(
+        f"/v1/nodes/{node_id}",
+        json=[
+            {"op": "replace", "path": "/owner", "value": w.bob_project},
+            {"op": "replace", "path": "/lessee", "value": w.alice_project},
+        ],
+        headers=w.admin,
+    )
+    assert r.status_code == 200 and r.json["lessee"] == w.alice_project, r.json
+    listed = client.get(f"/v1/nodes?lessee={w.alice_project}", headers=w.admin).json["nodes"]
+    assert [n["uuid"] for n in listed] == [node_id] and listed[0]["lessee"] == w.alice_project
+    inst = _boot(client, w, "lent")
+    jobs()
+    assert client.get(f"/v1/instances/{inst}", headers=w.admin).json["node_id"] == node_id

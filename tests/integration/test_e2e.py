@@ -250,20 +250,30 @@ def test_lifecycle_through_http(stack: Stack) -> None:
     assert ids == sorted(ids)
 
 
-@pytest.mark.parametrize("stack", [4], indirect=True)
-def test_twenty_creates_race_for_ten_nodes(stack: Stack) -> None:
+@pytest.mark.parametrize(
+    ("stack", "nodes", "creates"),
+    [(4, 10, 20), (4, 100, 200)],
+    indirect=["stack"],
+    ids=["20-for-10", "200-for-100"],
+)
+def test_creates_race_for_fewer_nodes(stack: Stack, nodes: int, creates: int) -> None:
+    """Twice as many creates as nodes, 4 workers (inline and forking): every node is used
+    once, every other create fails with no-valid-host, none fails while a node is free."""
     st = stack
-    _enroll_available(st, 10)
+    _enroll_available(st, nodes)
     flavor = _flavor(st)
     image_id = _image(st)
     assert (
         st.call(
-            "PUT", f"/v1/projects/{st.project}/quota", st.admin, json={"instances": 50}
+            "PUT",
+            f"/v1/projects/{st.project}/quota",
+            st.admin,
+            json={"instances": 2 * creates, "vcpus": -1, "ram_mb": -1},
         ).status_code
         == 200
     )
     ids = []
-    for i in range(20):
+    for i in range(creates):
         r = st.call(
             "POST",
             "/v1/instances",
@@ -277,15 +287,20 @@ def test_twenty_creates_race_for_ten_nodes(stack: Stack) -> None:
         rows = [st.call("GET", f"/v1/instances/{i}", st.admin).json() for i in ids]
         return rows if all(r["status"] in ("ACTIVE", "ERROR") for r in rows) else None
 
-    rows = _wait(settled, 120, "all instances settled")
+    rows = _wait(settled, 60 + creates, "all instances settled")
     status = Counter(r["status"] for r in rows)
-    assert status == {"ACTIVE": 10, "ERROR": 10}
+    # exactly as many ACTIVE as nodes: no false no-valid-host while a node was free
+    assert status == {"ACTIVE": nodes, "ERROR": creates - nodes}
     errors = [r for r in rows if r["status"] == "ERROR"]
     assert all(r["fault"]["code"] == "no_valid_host" for r in errors)
-    nodes = [r["node_id"] for r in rows if r["status"] == "ACTIVE"]
-    assert len(set(nodes)) == 10  # no node claimed twice
-    claims = st.call("GET", "/v1/events?type=node.provision_state&limit=1000", st.admin).json()
-    deploys = Counter(
-        e["resource_id"] for e in claims["events"] if e["payload"]["event"] == "deploy"
-    )
-    assert set(deploys.values()) == {1} and len(deploys) == 10
+    used = [r["node_id"] for r in rows if r["status"] == "ACTIVE"]
+    assert len(set(used)) == nodes  # no node claimed twice
+    deploys: Counter[str] = Counter()
+    url: str | None = "/v1/events?type=node.provision_state&limit=1000"
+    while url:
+        page = st.call("GET", url, st.admin).json()
+        deploys.update(
+            e["resource_id"] for e in page["events"] if e["payload"]["event"] == "deploy"
+        )
+        url = page["next"]
+    assert set(deploys.values()) == {1} and len(deploys) == nodes

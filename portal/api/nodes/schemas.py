@@ -77,6 +77,10 @@ class NodeBase(Schema):
     owner = fields.String(
         allow_none=True, metadata={"description": "project id the node is dedicated to"}
     )
+    lessee = fields.String(
+        allow_none=True,
+        metadata={"description": "project id the node is lent to (it may schedule on it too)"},
+    )
 
     @validates_schema
     def _unique_traits(self, data: dict[str, Any], **_: Any) -> None:
@@ -115,6 +119,7 @@ class NodeOut(Schema):
     last_error = fields.String(allow_none=True)
     reservation = fields.String(allow_none=True)
     owner = fields.String(allow_none=True)
+    lessee = fields.String(allow_none=True)
     instance_uuid = fields.String(attribute="instance_id", allow_none=True)
     ports = fields.List(fields.Nested(PortOut))
     allowed_actions = fields.Method("_allowed")
@@ -148,6 +153,7 @@ NODE_FIELDS = (
     "last_error",
     "reservation",
     "owner",
+    "lessee",
     "instance_id",
     "provision_updated_at",
     "created_at",
@@ -193,6 +199,7 @@ def dump_nodes(nodes: Sequence[Any], ports: dict[str, list[Any]]) -> list[dict[s
         last_error,
         reservation,
         owner,
+        lessee,
         instance_id,
         provision_updated_at,
         created_at,
@@ -240,6 +247,7 @@ def dump_nodes(nodes: Sequence[Any], ports: dict[str, list[Any]]) -> list[dict[s
                 "last_error": last_error,
                 "reservation": reservation,
                 "owner": owner,
+                "lessee": lessee,
                 "instance_uuid": instance_id,
                 "ports": port_docs,
                 "allowed_actions": allowed[state],
@@ -261,6 +269,7 @@ class NodeListArgs(ListArgs):
     resource_class = fields.String()
     maintenance = fields.Boolean()
     owner = fields.String()
+    lessee = fields.String()
     driver = fields.String()
     associated = fields.Boolean(metadata={"description": "has an instance"})
 

@@ -62,7 +62,14 @@ class Nodes(MethodView):
         # Up to 1,000 nodes per page: two queries (nodes, then all their ports) whatever
         # the page size, plain rows instead of ORM objects, serialized by dump_nodes.
         stmt = select(*NODE_LIST_COLUMNS)
-        for key in ("provision_state", "resource_class", "maintenance", "owner", "driver"):
+        for key in (
+            "provision_state",
+            "resource_class",
+            "maintenance",
+            "owner",
+            "lessee",
+            "driver",
+        ):
             if key in args:
                 stmt = stmt.where(getattr(Node, key) == args[key])
         if "associated" in args:
