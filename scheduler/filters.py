@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, false, or_, select, true
+from sqlalchemy import ColumnElement, String, and_, cast, exists, false, func, or_, select, true
 
 from portal.core.models import Aggregate, AggregateNode, AggregateProject, Node
 from portal.core.states import AVAILABLE, POWER_OFF, POWER_ON
@@ -68,6 +68,35 @@ def _capabilities(node: Node, _loc: Location, spec: RequestSpec) -> str | None:
         if not operators.matches(requirement, caps.get(key)):
             return f"capability {key}"
     return None
+
+
+def _capabilities_sql(spec: RequestSpec) -> ColumnElement[bool] | None:
+    """A superset of the capability check, for SQL: for plain, ``s==`` and ``<in>``
+    requirements the node's value must contain the operand's longest word (ignoring case).
+    Python then applies the exact operator; SQL only keeps hopeless nodes out of the batch.
+    """
+    clauses = []
+    for key, requirement in spec.capabilities.items():
+        parsed = operators.parse(requirement)
+        if parsed.error is not None or parsed.op not in ("", "s==", "<in>"):
+            continue
+        operand = requirement.split(None, 1)[1] if parsed.op else requirement
+        words = operand.split()
+        if not words:
+            continue
+        word = max(words, key=len).lower()
+        value = func.lower(Node.capabilities[key].as_string())
+        clauses.append(value.contains(word, autoescape=True))
+    return and_(*clauses) if clauses else None
+
+
+def _traits_sql(spec: RequestSpec) -> ColumnElement[bool] | None:
+    """Exact in SQL: trait names cannot hold quotes, so '"NAME"' occurs in the stored JSON
+    list exactly when the node has the trait."""
+    text = cast(Node.traits, String)
+    clauses = [text.contains(f'"{t}"', autoescape=True) for t in sorted(spec.required_traits)]
+    clauses += [~text.contains(f'"{t}"', autoescape=True) for t in sorted(spec.forbidden_traits)]
+    return and_(*clauses) if clauses else None
 
 
 def _traits(node: Node, _loc: Location, spec: RequestSpec) -> str | None:
@@ -194,8 +223,8 @@ FILTERS: tuple[Filter, ...] = (
     Filter("ram", _ram, _ram_sql),
     Filter("disk", _disk, _disk_sql),
     Filter("cpu_arch", _pred("cpu_arch", _cpu_arch), _cpu_arch_sql),
-    Filter("capabilities", _capabilities),
-    Filter("traits", _traits),
+    Filter("capabilities", _capabilities, _capabilities_sql),
+    Filter("traits", _traits, _traits_sql),
     Filter("availability_zone", _pred("availability_zone", _zone), _zone_sql),
     Filter("server_group", _group),
     Filter("hints", _place_rules),

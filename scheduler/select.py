@@ -1,18 +1,18 @@
 """Candidate selection, the no-valid-host explanation and the capacity count.
 
-Selection runs the filters' SQL in the database and takes the ``max_candidates`` best
-fitting nodes (ordered by waste in SQL, served by the partial index on free nodes), then
-runs every filter in Python on that bounded set and ranks the survivors with the
-weighers. If a whole batch fails the fine filters, the next batch is read.
+Selection runs the filters' SQL in the database and takes the ``max_candidates`` smallest
+nodes that fit (cpus, then RAM, then disk: the order of the partial index on free nodes,
+so the database stops after one batch), then runs every filter in Python on that bounded
+set and ranks the survivors with the weighers. If a whole batch fails the fine filters,
+the next batch is read.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
 
-from sqlalchemy import ColumnElement, func, literal, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from portal.core.config import Settings
@@ -62,28 +62,18 @@ class NoValidHost:
         return f"No valid host: 0 of {self.total} nodes left ({reasons or 'no nodes enrolled'})"
 
 
-def _waste_sql(spec: RequestSpec) -> ColumnElement[Any]:
-    """The best_fit weigher's waste, in SQL: sorts the best fits into the first batch."""
-    parts = [
-        func.coalesce((col - want) * literal(1.0) / func.nullif(col, 0), 0)
-        for col, want in (
-            (Node.cpus, spec.vcpus),
-            (Node.memory_mb, spec.ram_mb),
-            (Node.local_gb, spec.disk_gb),
-        )
-    ]
-    return parts[0] + parts[1] + parts[2]
-
-
 def candidates(
     session: Session, spec: RequestSpec, config: SchedulerConfig = DEFAULT
 ) -> list[Node]:
     """Nodes that pass every filter, best first (at most one batch of them)."""
-    base = select(Node).where(*sql_clauses(spec, config.filters))
-    if config.multipliers.get("best_fit", 0) > 0:
-        base = base.order_by(_waste_sql(spec), Node.id)
-    else:
-        base = base.order_by(Node.id)
+    # Smallest nodes first: the order of the partial index ix_nodes_free, so the database
+    # reads the free nodes of the class in order and stops after one batch. The weighers
+    # (best fit on the exact waste among them) rank within the batch.
+    base = (
+        select(Node)
+        .where(*sql_clauses(spec, config.filters))
+        .order_by(Node.cpus, Node.memory_mb, Node.local_gb, Node.id)
+    )
     batch, offset = config.max_candidates, 0
     while True:
         rows = session.scalars(base.limit(batch).offset(offset)).all()

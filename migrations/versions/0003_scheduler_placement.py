@@ -146,7 +146,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_nodes_free",
         "nodes",
-        ["resource_class", "cpus", "memory_mb"],
+        ["resource_class", "cpus", "memory_mb", "local_gb", "id"],
         postgresql_where=sa.text(FREE_NODE_SQL),
         sqlite_where=sa.text(FREE_NODE_SQL),
     )
