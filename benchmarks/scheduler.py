@@ -10,11 +10,12 @@ Alembic migrations):
    ``boot_mode: uefi``; in racks of 40 (one aggregate per rack, ``rack`` metadata) and 4
    availability zones. Rows are written with bulk Core INSERTs: this measures scheduling, not
    enrolment.
-2. One *decision* is what the build job does to pick a node: a transaction that runs
-   ``scheduler.select.candidates`` (SQL coarse filters, ``ORDER BY`` waste ``LIMIT 50``,
-   capability operator and trait filters in Python, weighers), then one transaction per
-   candidate running the conditional claim ``UPDATE`` until one succeeds (a lost race moves
-   on). The request: ``baremetal-medium``, 16 vcpus / 64 GiB / 500 GB, ``capabilities:
+2. One *decision* is what the build job does to pick a node: one transaction that runs
+   ``scheduler.select.candidates`` (filters in SQL, the batch read in index order with
+   ``FOR UPDATE SKIP LOCKED``, capability operators re-checked in Python, weighers) and the
+   conditional claim ``UPDATE`` on the best node; if the skip-locked batch was empty or
+   every claim lost, another round without skipping (as the build job does). The request:
+   ``baremetal-medium``, 16 vcpus / 64 GiB / 500 GB, ``capabilities:
    boot_mode: "uefi"``, ``trait:CUSTOM_GPU: forbidden``.
 3. With W = 1, 2 and 4 concurrent processes (``--workers``), each making ``--decisions / W``
    decisions (at most N/15 in all: one node in twelve fits the request): median and p99
@@ -178,14 +179,18 @@ def decide(db: Any, spec: Any, config: Any, holder: str) -> tuple[float, str | N
 
     instance_id = str(uuid.uuid4())
     start = time.perf_counter()
-    with db.session() as s:
-        ranked = [node.id for node in candidates(s, spec, config)]
     chosen = None
-    for node_id in ranked:
+    for round_ in range(5):  # the build job's MAX_SCHEDULE_ROUNDS
         with db.session() as s:
-            if claim(s, node_id, instance_id, holder):
-                chosen = node_id
+            ranked = candidates(s, spec, config, skip_locked=round_ == 0)
+            if not ranked and round_ > 0:
                 break
+            for node in ranked:
+                if claim(s, node.id, instance_id, holder):
+                    chosen = node.id
+                    break
+        if chosen is not None:
+            break
     return (time.perf_counter() - start) * 1000, chosen
 
 

@@ -31,6 +31,12 @@ class Filter:
     name: str
     check: Check
     sql: Sql | None = None
+    # False when ``sql`` only narrows (keeps a superset): Python must check again.
+    sql_exact: bool = True
+
+    @property
+    def exact_in_sql(self) -> bool:
+        return self.sql is not None and self.sql_exact
 
 
 def _pred(name: str, ok: Callable[[Node, Location, RequestSpec], bool]) -> Check:
@@ -223,7 +229,7 @@ FILTERS: tuple[Filter, ...] = (
     Filter("ram", _ram, _ram_sql),
     Filter("disk", _disk, _disk_sql),
     Filter("cpu_arch", _pred("cpu_arch", _cpu_arch), _cpu_arch_sql),
-    Filter("capabilities", _capabilities, _capabilities_sql),
+    Filter("capabilities", _capabilities, _capabilities_sql, sql_exact=False),
     Filter("traits", _traits, _traits_sql),
     Filter("availability_zone", _pred("availability_zone", _zone), _zone_sql),
     Filter("server_group", _group),

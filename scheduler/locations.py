@@ -43,29 +43,27 @@ def locations(session: Session, node_ids: Iterable[str]) -> dict[str, Location]:
     meta: dict[str, dict[str, str]] = {i: {} for i in ids}
     restricted: dict[str, set[str]] = {}
     if ids:
+        # one query: each membership, with the aggregate's allowed projects (if any)
         rows = session.execute(
-            select(AggregateNode.node_id, Aggregate.id, Aggregate.availability_zone, Aggregate.meta)
+            select(
+                AggregateNode.node_id,
+                Aggregate.availability_zone,
+                Aggregate.meta,
+                AggregateProject.project_id,
+            )
             .join(Aggregate, Aggregate.id == AggregateNode.aggregate_id)
+            .outerjoin(AggregateProject, AggregateProject.aggregate_id == Aggregate.id)
             .where(AggregateNode.node_id.in_(ids))
         ).all()
-        aggregate_ids = {r[1] for r in rows}
-        projects: dict[str, set[str]] = {}
-        if aggregate_ids:
-            for agg_id, project_id in session.execute(
-                select(AggregateProject.aggregate_id, AggregateProject.project_id).where(
-                    AggregateProject.aggregate_id.in_(aggregate_ids)
-                )
-            ):
-                projects.setdefault(agg_id, set()).add(project_id)
-        for node_id, agg_id, az, agg_meta in rows:
+        for node_id, az, agg_meta, project_id in rows:
             if az:
                 zone.setdefault(node_id, az)
             for key in LOCATION_KEYS:
                 value = (agg_meta or {}).get(key)
                 if value is not None:
                     meta[node_id].setdefault(key, str(value))
-            if agg_id in projects:
-                restricted.setdefault(node_id, set()).update(projects[agg_id])
+            if project_id is not None:
+                restricted.setdefault(node_id, set()).add(project_id)
     return {
         i: Location(
             i,

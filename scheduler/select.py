@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session, load_only
 
 from portal.core.config import Settings
 from portal.core.models import Node
@@ -21,6 +22,26 @@ from scheduler import filters, locations, weighers
 from scheduler.filters import Filter, first_failure, sql_clauses
 from scheduler.request import RequestSpec
 
+# What filters and weighers read: the rest (driver_info, properties, ...) stays unread.
+SCHEDULING_COLUMNS = (
+    Node.id,
+    Node.name,
+    Node.resource_class,
+    Node.provision_state,
+    Node.maintenance,
+    Node.reservation,
+    Node.instance_id,
+    Node.power_state,
+    Node.owner,
+    Node.lessee,
+    Node.cpus,
+    Node.memory_mb,
+    Node.local_gb,
+    Node.cpu_arch,
+    Node.capabilities,
+    Node.traits,
+    Node.recent_failures,
+)
 # Labels of the filters that decide what a tenant may see at all.
 VISIBILITY = ("tenancy", "aggregate_tenancy")
 
@@ -29,7 +50,7 @@ VISIBILITY = ("tenancy", "aggregate_tenancy")
 class SchedulerConfig:
     filters: tuple[Filter, ...] = filters.FILTERS
     weighers: dict[str, float] | None = None
-    max_candidates: int = 50
+    max_candidates: int = 20
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SchedulerConfig:
@@ -63,33 +84,70 @@ class NoValidHost:
 
 
 def candidates(
-    session: Session, spec: RequestSpec, config: SchedulerConfig = DEFAULT
+    session: Session,
+    spec: RequestSpec,
+    config: SchedulerConfig = DEFAULT,
+    skip_locked: bool = False,
 ) -> list[Node]:
-    """Nodes that pass every filter, best first (at most one batch of them)."""
+    """Nodes that pass every filter, best first (at most one batch of them).
+
+    ``skip_locked`` (PostgreSQL): lock the batch's rows until the caller's transaction
+    ends and skip rows other transactions hold, so concurrent schedulers read disjoint
+    batches. A caller must not conclude "no valid host" from an empty skip-locked result.
+    """
     # Smallest nodes first: the order of the partial index ix_nodes_free, so the database
     # reads the free nodes of the class in order and stops after one batch. The weighers
     # (best fit on the exact waste among them) rank within the batch.
     base = (
         select(Node)
+        .options(load_only(*SCHEDULING_COLUMNS))
         .where(*sql_clauses(spec, config.filters))
         .order_by(Node.cpus, Node.memory_mb, Node.local_gb, Node.id)
     )
+    if skip_locked and session.get_bind().dialect.name == "postgresql":
+        base = base.with_for_update(skip_locked=True, of=Node)
+    # What SQL decided exactly is not checked again; only the rest runs in Python.
+    fine = tuple(f for f in config.filters if not f.exact_in_sql)
     batch, offset = config.max_candidates, 0
     while True:
-        rows = session.scalars(base.limit(batch).offset(offset)).all()
+        rows = _read_batch(session, base.limit(batch).offset(offset))
         if not rows:
             return []
-        locs = locations.locations(session, [n.id for n in rows])
+        locs = _locations(session, rows, spec, config)
         passing = [
-            (n, locs[n.id])
-            for n in rows
-            if first_failure(n, locs[n.id], spec, config.filters) is None
+            (n, locs[n.id]) for n in rows if first_failure(n, locs[n.id], spec, fine) is None
         ]
         if passing:
             return [n for n, _ in _rank(session, passing, spec, config)]
         if len(rows) < batch:
             return []
         offset += batch
+
+
+def _locations(
+    session: Session, rows: list[Node], spec: RequestSpec, config: SchedulerConfig
+) -> dict[str, locations.Location]:
+    """Where the batch's nodes are, when anything still to decide depends on it."""
+    mult = config.multipliers
+    if spec.group is None and not spec.place_rules and not mult.get("rack_spread"):
+        return {n.id: locations.Location(n.id) for n in rows}
+    return locations.locations(session, [n.id for n in rows])
+
+
+def _read_batch(session: Session, stmt: Any) -> list[Node]:
+    """One batch, read in index order on PostgreSQL.
+
+    The planner cannot estimate the capability and trait patterns, guesses that few rows
+    match, and then prefers a bitmap scan that reads and sorts every free node of the
+    class (2.4 ms at 10,000 nodes) over walking ``ix_nodes_free`` in order and stopping
+    after one batch. Bitmap scans are switched off for this one statement.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return list(session.scalars(stmt).all())
+    session.execute(text("SET LOCAL enable_bitmapscan = off"))
+    rows = list(session.scalars(stmt).all())
+    session.execute(text("SET LOCAL enable_bitmapscan = on"))  # the rest of the transaction
+    return rows
 
 
 def _fits(node: Node, loc: locations.Location, spec: RequestSpec, config: SchedulerConfig) -> bool:

@@ -42,7 +42,7 @@ class Settings:
     # multipliers, how many best-fitting nodes SQL hands to the fine filters and weighers.
     scheduler_filters: str = ""
     scheduler_weighers: str = "best_fit=1,recent_failures=1,soft_group=1,rack_spread=0"
-    scheduler_max_candidates: int = 50
+    scheduler_max_candidates: int = 20
     debug: bool = False
 
     @classmethod
@@ -74,7 +74,7 @@ class Settings:
             scheduler_weighers=e.get(
                 "BMS_SCHEDULER_WEIGHERS", "best_fit=1,recent_failures=1,soft_group=1,rack_spread=0"
             ),
-            scheduler_max_candidates=int(e.get("BMS_SCHEDULER_MAX_CANDIDATES", "50")),
+            scheduler_max_candidates=int(e.get("BMS_SCHEDULER_MAX_CANDIDATES", "20")),
             debug=_bool(e.get("BMS_DEBUG")),
         )
 

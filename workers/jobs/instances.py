@@ -46,11 +46,9 @@ def build_instance(instance_id: str) -> str:
         if inst is None or inst.status != BUILD:
             return "skipped"
         node_id = inst.node_id
-        first_round = _rank(s, inst) if node_id is None else None
     task: NodeTask | None = None
     if node_id is None:
-        assert first_round is not None
-        claimed = _schedule(ctx, instance_id, holder, first_round)
+        claimed = _schedule(ctx, instance_id, holder)
         if claimed is None:
             return "no valid host"
         node_id, task = claimed
@@ -76,57 +74,43 @@ def continue_deploy(node_id: str) -> str:
     return _deploy(ctx, instance_id, node_id, holder)
 
 
-def _rank(s: Session, inst: Instance) -> tuple[RequestSpec, list[str]]:
-    """The instance's request and the ids of the nodes that fit it, best first."""
-    spec = RequestSpec.for_instance(s, inst)
-    return spec, [n.id for n in candidates(s, spec, _scheduler_config())]
-
-
 def _scheduler_config() -> SchedulerConfig:
     return SchedulerConfig.from_settings(current().settings)
 
 
-def _schedule(
-    ctx: WorkerContext,
-    instance_id: str,
-    holder: str,
-    first_round: tuple[RequestSpec, list[str]],
-) -> tuple[str, NodeTask] | None:
-    """Claim the best node of ``first_round`` that is still free, ranking again after
-    lost races; on no candidate, put the instance in ERROR with the reasons.
+def _schedule(ctx: WorkerContext, instance_id: str, holder: str) -> tuple[str, NodeTask] | None:
+    """Rank the nodes and claim the best, in one transaction; on no candidate, put the
+    instance in ERROR with the reasons. Returns the node and the deploy's task.
 
-    Returns the node and the deploy's task, read in the claim's transaction.
+    The first round locks its batch of candidates and skips nodes other workers are
+    claiming at that moment (``FOR UPDATE SKIP LOCKED`` on PostgreSQL): concurrent
+    builds take different nodes instead of racing for the best one. Later rounds do not
+    skip: a node another worker held but did not take must never end in a false
+    no-valid-host.
     """
-    spec, ranked = first_round
+    config = _scheduler_config()
+    spec: RequestSpec | None = None
     for round_ in range(MAX_SCHEDULE_ROUNDS):
-        if round_:
-            with ctx.db.session() as s:
-                spec, ranked = _rank(s, s.get_one(Instance, instance_id))
-        if not ranked:
-            break
-        for node_id in ranked:
-            with ctx.db.session() as s:
-                if not claim(s, node_id, instance_id, holder):
-                    continue  # lost the race for this one: next candidate
-                if not still_fits(s, node_id, spec, instance_id):
+        with ctx.db.session() as s:
+            inst = s.get_one(Instance, instance_id)
+            if inst.status != BUILD:  # deleted while we were choosing
+                return None
+            spec = RequestSpec.for_instance(s, inst)
+            ranked = candidates(s, spec, config, skip_locked=round_ == 0)
+            if not ranked and round_ > 0:
+                break
+            for node in ranked:
+                if not claim(s, node.id, instance_id, holder):
+                    continue  # taken since we read it: next candidate
+                if not still_fits(s, node.id, spec, instance_id):
                     s.rollback()  # a group member or hinted instance just moved: re-rank
                     break
-                node = s.get_one(Node, node_id)
-                # Lock the instance row so a concurrent delete either sees the claim or wins.
-                inst = s.get_one(
-                    Instance, instance_id, with_for_update=True, populate_existing=True
-                )
-                if inst.status != BUILD:  # deleted while we were choosing
-                    s.rollback()
-                    return None
-                lifecycle.fire_node(s, node, "deploy", actor=holder, instance_id=instance_id)
-                inst.node_id = node_id
-                _allocate_addresses(s, inst)
-                lifecycle.set_instance_task(s, inst, "scheduled", 5)
-                return node_id, node_task(ctx, s, node)
+                return _claimed(ctx, s, node, instance_id, holder)
     with ctx.db.session() as s:
         inst = s.get_one(Instance, instance_id)
-        config = _scheduler_config()
+        if inst.status != BUILD:
+            return None
+        spec = spec or RequestSpec.for_instance(s, inst)
         full = explain(s, spec, config)
         tenant = explain(s, spec, config, tenant_view=True)
         lifecycle.fire_instance(
@@ -142,6 +126,23 @@ def _schedule(
             },
         )
     return None
+
+
+def _claimed(
+    ctx: WorkerContext, s: Session, node: Node, instance_id: str, holder: str
+) -> tuple[str, NodeTask] | None:
+    """The claim's bookkeeping, in its transaction: deploy fired, addresses, progress."""
+    s.refresh(node)  # the claim's UPDATE went around the ORM
+    # Lock the instance row so a concurrent delete either sees the claim or wins.
+    inst = s.get_one(Instance, instance_id, with_for_update=True, populate_existing=True)
+    if inst.status != BUILD:  # deleted while we were choosing
+        s.rollback()
+        return None
+    lifecycle.fire_node(s, node, "deploy", actor=holder, instance_id=instance_id)
+    inst.node_id = node.id
+    _allocate_addresses(s, inst)
+    lifecycle.set_instance_task(s, inst, "scheduled", 5)
+    return node.id, node_task(ctx, s, node)
 
 
 def _allocate_addresses(session: Session, inst: Instance) -> None:
