@@ -132,6 +132,13 @@ def test_restricted_aggregate_and_tenant_safe_no_valid_host(ctx, client, jobs):
     }
     assert "aggregate_tenancy 2" in admin["fault"]["details"]["message"]
     assert admin["fault"]["details"]["removed"] == {"aggregate_tenancy": 2}
+    # the full explanation is an admin-only event; the tenant's events do not carry it
+    url = "/v1/events?type=scheduler.no_valid_host"
+    (event,) = client.get(url, headers=w.admin).json["events"]
+    assert event["resource_id"] == inst and event["payload"]["removed"] == {"aggregate_tenancy": 2}
+    assert client.get(url, headers=w.alice).json["events"] == []
+    tenant_events = client.get(f"/v1/events?resource_id={inst}", headers=w.alice).json["events"]
+    assert tenant_events and all("aggregate" not in str(e["payload"]) for e in tenant_events)
 
 
 def test_capability_operators_select_nodes(ctx, client, jobs):

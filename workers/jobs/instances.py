@@ -7,7 +7,7 @@ import logging
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from portal.core import ipam, lifecycle, locks
+from portal.core import events, ipam, lifecycle, locks
 from portal.core.models import Instance, Network, Node
 from portal.core.states import (
     ACTIVE,
@@ -124,6 +124,18 @@ def _schedule(ctx: WorkerContext, instance_id: str, holder: str) -> tuple[str, N
                 "message": tenant.message,
                 "details": {"message": full.message, "total": full.total, "removed": full.removed},
             },
+        )
+        # For admins only (no project): every node's reason, for monitoring and capacity.
+        events.record(
+            s,
+            "scheduler.no_valid_host",
+            "instance",
+            inst.id,
+            actor=holder,
+            project=inst.project_id,
+            message=full.message,
+            total=full.total,
+            removed=full.removed,
         )
     return None
 
