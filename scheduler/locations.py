@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import select, true
 from sqlalchemy.orm import Session
 
 from portal.core.models import Aggregate, AggregateNode, AggregateProject, Instance, Node
@@ -36,8 +36,14 @@ class Location:
         return self.meta.get(scope)
 
 
-def locations(session: Session, node_ids: Iterable[str]) -> dict[str, Location]:
-    """Locations of ``node_ids`` (every node gets one, empty when in no aggregate)."""
+def locations(
+    session: Session, node_ids: Iterable[str], every_node: bool = False
+) -> dict[str, Location]:
+    """Locations of ``node_ids`` (every node gets one, empty when in no aggregate).
+
+    ``every_node``: the ids are all the nodes there are; read the memberships without an
+    ``IN`` list (10,000 bound parameters cost more than the rows).
+    """
     ids = list(node_ids)
     zone: dict[str, str] = {}
     meta: dict[str, dict[str, str]] = {i: {} for i in ids}
@@ -53,9 +59,11 @@ def locations(session: Session, node_ids: Iterable[str]) -> dict[str, Location]:
             )
             .join(Aggregate, Aggregate.id == AggregateNode.aggregate_id)
             .outerjoin(AggregateProject, AggregateProject.aggregate_id == Aggregate.id)
-            .where(AggregateNode.node_id.in_(ids))
+            .where(true() if every_node else AggregateNode.node_id.in_(ids))
         ).all()
         for node_id, az, agg_meta, project_id in rows:
+            if node_id not in meta:  # a node created since the caller read its list
+                continue
             if az:
                 zone.setdefault(node_id, az)
             for key in LOCATION_KEYS:
@@ -107,10 +115,18 @@ def group_places(
 
 def used_per_rack(session: Session) -> dict[str, int]:
     """How many nodes hold an instance, per rack (for spreading or packing racks)."""
-    used = session.scalars(select(Node.id).where(Node.instance_id.is_not(None))).all()
-    counts: dict[str, int] = {}
-    for loc in locations(session, used).values():
-        rack = loc.at("rack")
+    rows = session.execute(
+        select(AggregateNode.node_id, Aggregate.meta)
+        .join(Aggregate, Aggregate.id == AggregateNode.aggregate_id)
+        .join(Node, Node.id == AggregateNode.node_id)
+        .where(Node.instance_id.is_not(None))
+    ).all()
+    rack_of: dict[str, str] = {}
+    for node_id, meta in rows:
+        rack = (meta or {}).get("rack")
         if rack is not None:
-            counts[rack] = counts.get(rack, 0) + 1
+            rack_of.setdefault(node_id, str(rack))
+    counts: dict[str, int] = {}
+    for rack in rack_of.values():
+        counts[rack] = counts.get(rack, 0) + 1
     return counts

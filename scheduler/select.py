@@ -166,21 +166,21 @@ def _rank(
 
 
 def explain(
-    session: Session,
-    spec: RequestSpec,
-    config: SchedulerConfig = DEFAULT,
-    tenant_view: bool = False,
-) -> NoValidHost:
-    """Charge every node to the first filter that rejects it.
+    session: Session, spec: RequestSpec, config: SchedulerConfig = DEFAULT
+) -> tuple[NoValidHost, NoValidHost]:
+    """Charge every node to the first filter that rejects it: (admin view, tenant view).
 
-    ``tenant_view``: count only the nodes the tenant could ever get (shared pool, its own,
-    leased to it), so the message tells a tenant nothing about other tenants' nodes.
+    The tenant view counts only the nodes the tenant could ever get (shared pool, its own,
+    leased to it), so it tells a tenant nothing about other tenants' nodes.
     """
-    nodes = session.scalars(select(Node)).all()
-    locs = locations.locations(session, [n.id for n in nodes])
+    nodes = session.scalars(select(Node).options(load_only(*SCHEDULING_COLUMNS))).all()
+    locs = locations.locations(session, [n.id for n in nodes], every_node=True)
     labels = [first_failure(n, locs[n.id], spec, config.filters) for n in nodes]
-    if tenant_view:
-        labels = [label for label in labels if label not in VISIBILITY]
+    visible = [label for label in labels if label not in VISIBILITY]
+    return _counted(labels), _counted(visible)
+
+
+def _counted(labels: list[str | None]) -> NoValidHost:
     counts = Counter(label for label in labels if label is not None)
     return NoValidHost(total=len(labels), removed=dict(counts))
 

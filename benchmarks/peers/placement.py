@@ -67,6 +67,7 @@ WSGI_APP = "placement.wsgi.api:application"
 WANTED_VERSION = (1, 39)
 MIN_VERSION = (1, 28)
 CONSUMER_TYPE_VERSION = (1, 38)  # from here on ``consumer_type`` is required
+LOCKED_RETRIES = 8  # tries of a request that SQLite refused with "database is locked"
 START_TIMEOUT = 120.0
 PG_DB_NAME = "bms_bench_placement"
 
@@ -162,10 +163,8 @@ def _tail(path: Path, lines: int = 30) -> str:
         return f"(no {path.name})"
 
 
-def _check(response: requests.Response, what: str) -> requests.Response:
-    if not response.ok:
-        raise RuntimeError(f"placement: {what}: HTTP {response.status_code} {response.text[:500]}")
-    return response
+def _sqlite_locked(response: requests.Response) -> bool:
+    return response.status_code == 500 and "database is locked" in response.text
 
 
 class PlacementPeer:
@@ -211,6 +210,7 @@ class PlacementPeer:
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
         self._sessions_lock = threading.Lock()
+        self.lock_retries = 0  # requests repeated because SQLite was locked
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -290,6 +290,10 @@ class PlacementPeer:
             str(self.workers),
             # gunicorn 27 opens a control socket at one path per user: two servers clash.
             "--no-control-socket",
+            # Load the app once, before forking: at load it writes the standard traits and
+            # resource classes, and workers doing that at once on SQLite fail to boot
+            # ("database is locked"). oslo.db drops connections inherited across fork.
+            "--preload",
             WSGI_APP,
         ]
         with self.console_path.open("wb") as console:
@@ -311,7 +315,7 @@ class PlacementPeer:
 
     def _negotiate_version(self) -> Version:
         """The server's highest microversion, capped at the one this client knows."""
-        root = _check(self._session().get(f"{self.base_url}/", timeout=30), "GET /").json()
+        root = self._call("GET", "/").json()
         server_max = _parse_version(root["versions"][0]["max_version"])
         if server_max < MIN_VERSION:
             raise RuntimeError(f"placement microversion {server_max} < {MIN_VERSION}")
@@ -332,6 +336,30 @@ class PlacementPeer:
         # Set on every call: sessions made before negotiation must pick up the result.
         session.headers["OpenStack-API-Version"] = f"placement {self._version_text()}"
         return session
+
+    def _call(
+        self, method: str, path: str, *, allow: tuple[int, ...] = (), **kwargs: Any
+    ) -> requests.Response:
+        """Send one request; raise unless it succeeds or its status is in *allow*.
+
+        With SQLite and more than one worker, two write transactions that both began
+        by reading cannot both upgrade their lock: SQLite fails one at once with
+        "database is locked" (a 500 from Placement, the transaction rolled back).
+        Such a request is sent again after a short pause and counted.
+        """
+        kwargs.setdefault("timeout", 120)
+        for attempt in range(LOCKED_RETRIES):
+            response = self._session().request(method, f"{self.base_url}{path}", **kwargs)
+            if not _sqlite_locked(response) or attempt == LOCKED_RETRIES - 1:
+                break
+            with self._sessions_lock:
+                self.lock_retries += 1
+            time.sleep(0.01 * 2**attempt)
+        if not (response.ok or response.status_code in allow):
+            raise RuntimeError(
+                f"placement: {method} {path}: HTTP {response.status_code} {response.text[:500]}"
+            )
+        return response
 
     # -- loading --------------------------------------------------------------------
 
@@ -366,21 +394,13 @@ class PlacementPeer:
 
     def _ensure_custom(self, collection: str, names: Iterable[str]) -> None:
         """PUT each CUSTOM_* name into /resource_classes or /traits (standard ones exist)."""
-        session = self._session()
         for name in sorted(n for n in names if n.startswith("CUSTOM_")):
-            url = f"{self.base_url}/{collection}/{name}"
-            _check(session.put(url, timeout=30), f"PUT /{collection}/{name}")
+            self._call("PUT", f"/{collection}/{name}")
 
     def _add_provider(self, node: Mapping[str, Any]) -> None:
-        session = self._session()
         rp_uuid = str(node["uuid"])
-        rp_url = f"{self.base_url}/resource_providers/{rp_uuid}"
-        created = session.post(
-            f"{self.base_url}/resource_providers",
-            json={"uuid": rp_uuid, "name": rp_uuid},
-            timeout=60,
-        )
-        generation = _check(created, f"create provider {rp_uuid}").json()["generation"]
+        created = self._call("POST", "/resource_providers", json={"uuid": rp_uuid, "name": rp_uuid})
+        generation = created.json()["generation"]
         inventory = {
             "total": 1,
             "reserved": 0,
@@ -389,26 +409,22 @@ class PlacementPeer:
             "step_size": 1,
             "allocation_ratio": 1.0,
         }
-        inventories = session.put(
-            f"{rp_url}/inventories",
+        inventories = self._call(
+            "PUT",
+            f"/resource_providers/{rp_uuid}/inventories",
             json={
                 "resource_provider_generation": generation,
                 "inventories": {node["resource_class"]: inventory},
             },
-            timeout=60,
         )
-        generation = _check(inventories, f"inventory of {rp_uuid}").json()[
-            "resource_provider_generation"
-        ]
-        traits = session.put(
-            f"{rp_url}/traits",
+        self._call(
+            "PUT",
+            f"/resource_providers/{rp_uuid}/traits",
             json={
-                "resource_provider_generation": generation,
+                "resource_provider_generation": inventories.json()["resource_provider_generation"],
                 "traits": list(node.get("traits", ())),
             },
-            timeout=60,
         )
-        _check(traits, f"traits of {rp_uuid}")
 
     # -- scheduling -----------------------------------------------------------------
 
@@ -447,11 +463,9 @@ class PlacementPeer:
 
     def _first_candidate(self, params: Mapping[str, str]) -> dict[str, Any] | None:
         """The ``allocations`` of the first allocation request, or None."""
-        response = self._session().get(
-            f"{self.base_url}/allocation_candidates", params=params, timeout=120
-        )
-        requests_ = _check(response, "GET /allocation_candidates").json()["allocation_requests"]
-        return dict(requests_[0]["allocations"]) if requests_ else None
+        response = self._call("GET", "/allocation_candidates", params=params)
+        found = response.json()["allocation_requests"]
+        return dict(found[0]["allocations"]) if found else None
 
     def _allocate(self, allocations: Mapping[str, Any]) -> bool:
         """PUT the allocation for a new consumer; False if the provider is taken (409)."""
@@ -463,13 +477,8 @@ class PlacementPeer:
         }
         if self.version >= CONSUMER_TYPE_VERSION:
             body["consumer_type"] = "INSTANCE"
-        response = self._session().put(
-            f"{self.base_url}/allocations/{uuid.uuid4()}", json=body, timeout=60
-        )
-        if response.status_code == 409:
-            return False
-        _check(response, "PUT /allocations")
-        return True
+        response = self._call("PUT", f"/allocations/{uuid.uuid4()}", allow=(409,), json=body)
+        return response.status_code != 409
 
 
 # -- command line -------------------------------------------------------------------
@@ -524,7 +533,8 @@ def main(argv: list[str] | None = None) -> int:
             seconds = peer.load(sample_nodes(args.providers))
             print(
                 f"placement: loaded {args.providers} providers in {seconds:.1f} s"
-                f" ({args.providers / seconds:.0f}/s, 3 requests each)"
+                f" ({args.providers / seconds:.0f}/s, 3 requests each,"
+                f" {peer.lock_retries} repeated after 'database is locked')"
             )
             gets, puts, totals = [], [], []
             for _ in range(args.decisions):

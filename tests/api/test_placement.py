@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.helpers import make_available, seed_world
+from workers import context as worker_context
 
 
 def _racks(client: Any, admin: dict[str, str], node_ids: list[str], per_rack: int) -> None:
@@ -232,3 +233,19 @@ def test_a_node_lent_to_a_tenant_is_scheduled_for_it(ctx, client, jobs):
     inst = _boot(client, w, "lent")
     jobs()
     assert client.get(f"/v1/instances/{inst}", headers=w.admin).json["node_id"] == node_id
+
+
+def test_rack_spread_weigher_from_configuration(ctx, client, jobs, monkeypatch):
+    monkeypatch.setenv("BMS_SCHEDULER_WEIGHERS", "best_fit=1,rack_spread=2")
+    worker_context.current.cache_clear()
+    w = seed_world(ctx)
+    # equal nodes: without spreading, ties go by id, so both would land in rack 0
+    node_ids = sorted(make_available(ctx, 4, jobs))
+    _racks(client, w.admin, node_ids, per_rack=2)
+    rack = {n: i // 2 for i, n in enumerate(node_ids)}
+    placed = []
+    for i in range(2):  # one at a time, so the second sees where the first went
+        inst = _boot(client, w, f"s{i}")
+        jobs()
+        placed.append(rack[client.get(f"/v1/instances/{inst}", headers=w.admin).json["node_id"]])
+    assert sorted(placed) == [0, 1]

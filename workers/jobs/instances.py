@@ -111,8 +111,7 @@ def _schedule(ctx: WorkerContext, instance_id: str, holder: str) -> tuple[str, N
         if inst.status != BUILD:
             return None
         spec = spec or RequestSpec.for_instance(s, inst)
-        full = explain(s, spec, config)
-        tenant = explain(s, spec, config, tenant_view=True)
+        full, tenant = explain(s, spec, config)
         lifecycle.fire_instance(
             s,
             inst,
