@@ -304,3 +304,57 @@ def test_creates_race_for_fewer_nodes(stack: Stack, nodes: int, creates: int) ->
         )
         url = page["next"]
     assert set(deploys.values()) == {1} and len(deploys) == nodes
+
+
+@pytest.mark.parametrize("stack", [4], indirect=True)
+def test_anti_affinity_holds_when_members_are_scheduled_at_once(stack: Stack) -> None:
+    """6 members of a rack-level anti-affinity group, created together, 4 workers, 8 nodes
+    in 4 racks: 4 ACTIVE in 4 different racks, the other 2 fail with the group's reason."""
+    st = stack
+    node_ids = _enroll_available(st, 8)
+    for r in range(4):
+        resp = st.call(
+            "POST",
+            "/v1/aggregates",
+            st.admin,
+            json={
+                "name": f"rack-{r}",
+                "metadata": {"rack": f"r{r}"},
+                "nodes": node_ids[2 * r : 2 * r + 2],
+            },
+        )
+        assert resp.status_code == 201, resp.text
+    rack = {n: i // 2 for i, n in enumerate(node_ids)}
+    group = st.call(
+        "POST",
+        "/v1/server-groups",
+        st.tenant,
+        json={"name": "db", "policy": "anti-affinity", "scope": "rack"},
+    ).json()
+    flavor, image_id = _flavor(st), _image(st)
+    ids = [
+        st.call(
+            "POST",
+            "/v1/instances",
+            st.tenant,
+            json={
+                "name": f"db-{i}",
+                "flavor": flavor["id"],
+                "image": image_id,
+                "server_group": group["id"],
+            },
+        ).json()["id"]
+        for i in range(6)
+    ]
+
+    def settled() -> list[dict[str, Any]] | None:
+        rows = [st.call("GET", f"/v1/instances/{i}", st.admin).json() for i in ids]
+        return rows if all(r["status"] in ("ACTIVE", "ERROR") for r in rows) else None
+
+    rows = _wait(settled, 120, "all members settled")
+    active = [r for r in rows if r["status"] == "ACTIVE"]
+    assert len(active) == 4
+    assert sorted(rack[r["node_id"]] for r in active) == [0, 1, 2, 3]
+    for r in rows:
+        if r["status"] == "ERROR":
+            assert "server group anti-affinity (rack)" in r["fault"]["message"], r["fault"]
