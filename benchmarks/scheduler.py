@@ -62,6 +62,7 @@ from benchmarks._common import (  # noqa: E402
 )
 
 DB_NAME = "bms_bench_sched"
+PLACEMENT_DB = "placement_bench"
 CLASSES = ("baremetal-small", "baremetal-medium", "baremetal-large")
 SIZES = {  # cpus, memory_mb, local_gb of the smallest node of a class
     "baremetal-small": (8, 32768, 240),
@@ -293,13 +294,14 @@ def placement_class(resource_class: str) -> str:
 def placement_runs(sizes: list[int], decisions: int) -> dict[int, dict[str, float]]:
     """Placement's decision latency at each size; empty if the peer is unavailable."""
     try:
-        from benchmarks.peers.placement import PlacementPeer  # type: ignore[import-not-found]
+        from benchmarks.peers.placement import PlacementPeer
     except ImportError as exc:
         log(f"Placement peer not available ({exc}); skipping it")
         return {}
     out: dict[int, dict[str, float]] = {}
     for n in sizes:
-        with PlacementPeer() as peer:
+        # PostgreSQL, like the portal's side (Placement on SQLite retries locked writes)
+        with PlacementPeer(database_url=recreate_postgres(PLACEMENT_DB)) as peer:
             log(f"Placement: loading {n} providers")
             nodes, _, _ = node_rows(n)
             peer.load(
@@ -361,7 +363,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for r in results:
         peer = placement.get(r.nodes)
-        ratio = f"{r.rate / peer['rate']:.0f}x" if peer and peer["rate"] else "-"
+        # like for like: one portal worker against Placement's sequential decisions
+        ratio = f"{r.rate / peer['rate']:.0f}x" if peer and peer["rate"] and r.workers == 1 else "-"
         rows.append(
             [
                 f"{r.nodes}",
