@@ -73,6 +73,7 @@ from benchmarks._common import (
     wait_quiet,
 )
 from benchmarks.peers import ironic
+from benchmarks.peers._venv import free_port
 
 DB_NAME = "bms_bench"
 LIST_PATH = "/v1/nodes?limit=1000"
@@ -171,7 +172,7 @@ def seed_admin_token() -> str:
 def start_gunicorn(
     env: dict[str, str], workers: int, threads: int
 ) -> tuple[subprocess.Popen[bytes], str]:
-    port = ironic.free_port()
+    port = free_port()
     log_path = Path(env["BMS_VAR_DIR"]) / "gunicorn.log"
     argv = [
         sys.executable,
@@ -546,7 +547,7 @@ def main(argv: list[str] | None = None) -> int:
         if i is None:
             list_phase(session, base, p, None, None, args.repeats, sessions, args.quiet_wait)
         else:
-            port = ironic.free_port()
+            port = free_port()
             with ironic.IronicServer(BENCH_VAR / "ironic-work", port, venv_dir) as server:
                 sessions |= ironic_enroll(server, n, i, args.quiet_wait)
                 list_phase(

@@ -21,18 +21,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import time
-import venv
 from pathlib import Path
 from types import TracebackType
 
 import requests
+
+if not __package__:  # run as a script: the repository root on the path for ``benchmarks.*``
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from benchmarks.peers._venv import free_port, python_runs, rebuild_venv, tail
 
 IRONIC_VERSION = "39.0.0"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -65,28 +67,11 @@ def _log(message: str) -> None:
     print(f"[ironic-peer] {message}", file=sys.stderr, flush=True)
 
 
-def _venv_python(venv_dir: Path) -> Path:
-    return venv_dir / "bin" / "python"
-
-
 def _installed_version(venv_dir: Path) -> str | None:
     """Ask the venv which ironic it holds; ``None`` if it cannot say."""
-    try:
-        result = subprocess.run(
-            [
-                str(_venv_python(venv_dir)),
-                "-c",
-                "import importlib.metadata as m; print(m.version('ironic'))",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    version = result.stdout.strip()
-    return version if result.returncode == 0 and version else None
+    out = python_runs(venv_dir, "import importlib.metadata as m; print(m.version('ironic'))")
+    version = (out or "").strip()
+    return version or None
 
 
 def _venv_ready(venv_dir: Path) -> bool:
@@ -97,16 +82,7 @@ def _venv_ready(venv_dir: Path) -> bool:
     for script in ("ironic", "ironic-dbsync"):
         if not (venv_dir / "bin" / script).is_file():
             return False
-    try:
-        result = subprocess.run(
-            [str(_venv_python(venv_dir)), "-c", "pass"],
-            capture_output=True,
-            timeout=30,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return result.returncode == 0
+    return python_runs(venv_dir, "pass", timeout=30) is not None
 
 
 def ensure_venv(base: Path = DEFAULT_BASE) -> Path:
@@ -123,14 +99,7 @@ def ensure_venv(base: Path = DEFAULT_BASE) -> Path:
 
     _log(f"installing ironic into {venv_dir} (about half a minute)")
     started = time.monotonic()
-    if venv_dir.exists():
-        shutil.rmtree(venv_dir)
-    venv_dir.parent.mkdir(parents=True, exist_ok=True)
-    venv.EnvBuilder(with_pip=True, clear=True).create(venv_dir)
-
-    # -qq: errors only; pip's index warnings would otherwise flood stderr.
-    pip = [str(_venv_python(venv_dir)), "-m", "pip", "install", "-qq"]
-    subprocess.run([*pip, "--upgrade", "pip", "setuptools", "wheel"], check=True)
+    pip = rebuild_venv(venv_dir)
     pinned = subprocess.run([*pip, f"ironic=={IRONIC_VERSION}"], check=False)
     if pinned.returncode != 0:
         _log(f"ironic=={IRONIC_VERSION} refused; installing the newest ironic")
@@ -142,13 +111,6 @@ def ensure_venv(base: Path = DEFAULT_BASE) -> Path:
     (venv_dir / MARKER_NAME).write_text(version + "\n")
     _log(f"ironic {version} installed in {time.monotonic() - started:.0f} s")
     return venv_dir
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _render_config(workdir: Path, port: int) -> str:
@@ -196,14 +158,6 @@ driver = noop
 """
 
 
-def _tail(path: Path, lines: int = 40) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return f"(no {path.name})"
-    return "\n".join(text.splitlines()[-lines:])
-
-
 class IronicServer:
     """A throw-away single-process Ironic on 127.0.0.1, as a context manager.
 
@@ -229,8 +183,8 @@ class IronicServer:
 
     def _failure(self, message: str) -> RuntimeError:
         return RuntimeError(
-            f"{message}\n--- {self.log_path} (tail) ---\n{_tail(self.log_path)}"
-            f"\n--- {self.console_path} (tail) ---\n{_tail(self.console_path)}"
+            f"{message}\n--- {self.log_path} (tail) ---\n{tail(self.log_path)}"
+            f"\n--- {self.console_path} (tail) ---\n{tail(self.console_path)}"
         )
 
     def __enter__(self) -> IronicServer:

@@ -24,13 +24,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 import threading
 import time
 import uuid
-import venv
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -56,7 +54,7 @@ from benchmarks._common import (
     stop_group,
     wait_http,
 )
-from benchmarks.peers.ironic import free_port
+from benchmarks.peers._venv import free_port, python_runs, rebuild_venv, tail
 
 # Pinned to what was measured here; gunicorn >= 27 is needed for --no-control-socket.
 REQUIREMENTS = ("openstack-placement==16.0.0", "gunicorn==27.0.1", "psycopg2-binary==2.9.13")
@@ -74,10 +72,6 @@ PG_DB_NAME = "bms_bench_placement"
 Version = tuple[int, int]
 
 
-def _venv_python(venv_dir: Path) -> Path:
-    return venv_dir / "bin" / "python"
-
-
 def _venv_ready(venv_dir: Path) -> bool:
     """Stamp matches the pinned requirements, the scripts exist and the interpreter runs."""
     stamp = venv_dir / STAMP_NAME
@@ -85,16 +79,7 @@ def _venv_ready(venv_dir: Path) -> bool:
         return False
     if not all((venv_dir / "bin" / s).is_file() for s in ("gunicorn", "placement-manage")):
         return False
-    try:
-        probe = subprocess.run(
-            [str(_venv_python(venv_dir)), "-c", "import placement.wsgi"],
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return probe.returncode == 0
+    return python_runs(venv_dir, "import placement.wsgi") is not None
 
 
 def ensure_venv(base: Path = BENCH_VAR) -> Path:
@@ -109,13 +94,7 @@ def ensure_venv(base: Path = BENCH_VAR) -> Path:
         return venv_dir
     log(f"placement: installing {' '.join(REQUIREMENTS)} into {venv_dir}")
     started = time.monotonic()
-    if venv_dir.exists():
-        shutil.rmtree(venv_dir)
-    venv_dir.parent.mkdir(parents=True, exist_ok=True)
-    venv.EnvBuilder(with_pip=True, clear=True).create(venv_dir)
-    # -qq: errors only; pip's notices would otherwise flood stderr.
-    pip = [str(_venv_python(venv_dir)), "-m", "pip", "install", "-qq"]
-    subprocess.run([*pip, "--upgrade", "pip", "setuptools", "wheel"], check=True)
+    pip = rebuild_venv(venv_dir)
     subprocess.run([*pip, *REQUIREMENTS], check=True)
     (venv_dir / STAMP_NAME).write_text("\n".join(REQUIREMENTS) + "\n")
     if not _venv_ready(venv_dir):
@@ -154,13 +133,6 @@ randomize_allocation_candidates = {str(randomize).lower()}
 def _parse_version(text: str) -> Version:
     major, minor = text.split(".")
     return int(major), int(minor)
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return f"(no {path.name})"
 
 
 def _sqlite_locked(response: requests.Response) -> bool:
@@ -309,8 +281,8 @@ class PlacementPeer:
 
     def _failure(self, message: str) -> RuntimeError:
         return RuntimeError(
-            f"{message}\n--- {self.log_path} (tail) ---\n{_tail(self.log_path)}"
-            f"\n--- {self.console_path} (tail) ---\n{_tail(self.console_path)}"
+            f"{message}\n--- {self.log_path} (tail) ---\n{tail(self.log_path)}"
+            f"\n--- {self.console_path} (tail) ---\n{tail(self.console_path)}"
         )
 
     def _negotiate_version(self) -> Version:
