@@ -43,15 +43,6 @@ def _pred(name: str, ok: Callable[[Node, Location, RequestSpec], bool]) -> Check
     return lambda n, loc, s: None if ok(n, loc, s) else name
 
 
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError, OverflowError):
-        return None
-
-
 def _size(label: str, column: str, want: str) -> tuple[Check, Sql]:
     """node.<column> >= flavor.<want> (== in exact mode), in Python and in SQL."""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from sqlalchemy import select, true
+from sqlalchemy import ColumnElement, select, true
 from sqlalchemy.orm import Session
 
 from portal.core.models import Aggregate, AggregateNode, AggregateProject, Instance, Node
@@ -85,27 +85,23 @@ def locations(
 
 def instance_places(session: Session, instance_ids: Iterable[str], scope: str) -> set[str]:
     """The places (at ``scope``) of the nodes these live instances are on."""
-    node_ids = session.scalars(
-        select(Instance.node_id).where(
-            Instance.id.in_(list(instance_ids)),
-            Instance.node_id.is_not(None),
-            Instance.status != DELETED,
-        )
-    ).all()
-    places = {loc.at(scope) for loc in locations(session, [n for n in node_ids if n]).values()}
-    places.discard(None)
-    return places  # type: ignore[return-value]
+    return set(_live_places(session, Instance.id.in_(list(instance_ids)), scope))
 
 
 def group_places(
     session: Session, group_id: str, scope: str, exclude: str | None = None
 ) -> list[str]:
     """Places (at ``scope``) of the group's live members with a node, one per member."""
+    return _live_places(session, Instance.server_group_id == group_id, scope, exclude)
+
+
+def _live_places(
+    session: Session, which: ColumnElement[bool], scope: str, exclude: str | None = None
+) -> list[str]:
+    """One place per live instance matching ``which`` that has a node."""
     rows = session.execute(
         select(Instance.id, Instance.node_id).where(
-            Instance.server_group_id == group_id,
-            Instance.node_id.is_not(None),
-            Instance.status != DELETED,
+            which, Instance.node_id.is_not(None), Instance.status != DELETED
         )
     ).all()
     node_ids = [n for i, n in rows if i != exclude and n]

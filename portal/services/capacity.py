@@ -13,13 +13,10 @@ from sqlalchemy.orm import Session
 
 from portal.core.models import Flavor
 from portal.services.context import Context
-from scheduler.filters import MANDATORY
 from scheduler.request import RequestSpec
-from scheduler.select import SchedulerConfig, capacity
+from scheduler.select import VISIBILITY, SchedulerConfig, capacity
 from tenants.models import Quota
 from tenants.principal import Principal
-
-TENANCY = ("tenancy", "aggregate_tenancy")
 
 
 def quota_allows(s: Session, project_id: str, flavor: Flavor) -> int | None:
@@ -42,7 +39,7 @@ def for_flavor(ctx: Context, s: Session, flavor: Flavor, principal: Principal) -
     config = SchedulerConfig.from_settings(ctx.settings)
     spec = RequestSpec.from_flavor(flavor, principal.project_id)
     if principal.is_admin:
-        every_tenant = tuple(f for f in config.filters if f.name not in TENANCY)
+        every_tenant = tuple(f for f in config.filters if f.name not in VISIBILITY)
         per_zone = capacity(s, spec, replace(config, filters=every_tenant))
         total = sum(per_zone.values())
         return {
@@ -61,6 +58,3 @@ def for_flavor(ctx: Context, s: Session, flavor: Flavor, principal: Principal) -
         "quota_allows": allows,
         "instances": nodes if allows is None else min(nodes, allows),
     }
-
-
-assert set(TENANCY) <= set(MANDATORY)  # the admin view drops exactly these
