@@ -111,20 +111,36 @@ def _gunicorn_argv(bind: str, workers: int) -> list[str]:
     help="also run the periodic reconciler",
 )
 @click.option(
+    "--power-sync/--no-power-sync",
+    default=True,
+    show_default=True,
+    help="also run the power sync loop (every BMS_POWER_SYNC_INTERVAL s; 0 turns it off)",
+)
+@click.option(
     "--mode",
     type=click.Choice(["inline", "fork"]),
     default=None,
     help="run jobs in the worker process, or fork one per job [default: BMS_WORKER_MODE or inline]",
 )
-def worker(burst: bool, reconcile: bool, mode: str | None) -> None:
-    """Run an RQ worker (and the reconciler) for hardware jobs."""
-    from workers.main import run_worker, start_reconciler
+def worker(burst: bool, reconcile: bool, power_sync: bool, mode: str | None) -> None:
+    """Run an RQ worker (and the reconciler and power sync loop) for hardware jobs."""
+    from workers.main import run_worker, start_power_sync, start_reconciler
 
     settings = _settings()
     if reconcile and not burst:
         start_reconciler(settings.reconcile_interval)
+    if power_sync and not burst and settings.power_sync_interval > 0:
+        start_power_sync(settings.power_sync_interval)
     ok = run_worker(burst=burst, mode=mode)
     sys.exit(0 if ok or burst else 1)
+
+
+@main.command("power-sync")
+def power_sync() -> None:
+    """Run one power sync pass now and print its report."""
+    from workers.power_sync import sync_pass
+
+    click.echo(json.dumps(sync_pass().as_dict()))
 
 
 @main.command()
@@ -158,7 +174,7 @@ def up(bind: str, worker_count: int, demo: bool) -> None:
         children.append(
             subprocess.Popen(
                 [sys.executable, "-m", "portal.cli", "worker"]
-                + ([] if i == 0 else ["--no-reconcile"]),
+                + ([] if i == 0 else ["--no-reconcile", "--no-power-sync"]),
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )

@@ -84,3 +84,15 @@ def start_reconciler(interval: float) -> multiprocessing.context.SpawnProcess:
     )
     proc.start()
     return proc
+
+
+def start_power_sync(interval: float) -> multiprocessing.context.SpawnProcess:
+    """The power sync loop in a process of its own: it forks a child per BMC read, which is
+    only safe from a single-threaded process that never ran pyghmi itself."""
+    from workers.power_sync import sync_forever
+
+    proc = multiprocessing.get_context("spawn").Process(
+        target=sync_forever, args=(interval,), name="bms-power-sync", daemon=True
+    )
+    proc.start()
+    return proc

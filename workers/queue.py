@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from rq import Queue, Retry
@@ -22,3 +23,31 @@ def enqueue(queue: Queue, func: str, *args: Any, **options: Any) -> str:
         **options,
     )
     return str(job.id)
+
+
+def call(queue: Queue, func: str, *args: Any, wait: int) -> Any:
+    """Run ``workers.jobs.<func>`` on a worker and wait up to ``wait`` s for its return value.
+
+    For reads the API must answer synchronously (sensors): queued at the front, kept
+    briefly, and given up after ``wait`` (None) so a request never hangs on a dead worker.
+    """
+    job = queue.enqueue_call(
+        f"workers.jobs.{func}",
+        args=args,
+        at_front=True,
+        timeout=wait,
+        ttl=wait,  # not started by then: nobody is waiting for it any more
+        result_ttl=60,
+        failure_ttl=3600,
+    )
+    result = job.latest_result(timeout=wait)
+    if result is None:
+        with contextlib.suppress(Exception):  # it may have expired already (ttl)
+            job.cancel()
+        return None
+    if result.type != result.Type.SUCCESSFUL:
+        return {
+            "error": f"the job failed: {(result.exc_string or '').strip().splitlines()[-1:]}",
+            "kind": "error",
+        }
+    return result.return_value

@@ -40,6 +40,8 @@ def node_task(ctx: WorkerContext, session: Session, node: Node) -> NodeTask:
             }
             for p in node.ports
         ],
+        call_timeout=ctx.settings.bmc_timeout,
+        power_wait=ctx.settings.power_wait,
     )
     if node.instance_id:
         inst = session.get(Instance, node.instance_id)

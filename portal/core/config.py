@@ -43,6 +43,17 @@ class Settings:
     scheduler_filters: str = ""
     scheduler_weighers: str = "best_fit=1,recent_failures=1,soft_group=1,rack_spread=0"
     scheduler_max_candidates: int = 20
+    # BMCs: hard deadline of one call, how long a power change may take to land.
+    bmc_timeout: float = 30.0
+    power_wait: float = 60.0
+    # Power sync loop: seconds between passes (0: off), BMCs read at once, per-read deadline,
+    # failed reads in a row before fault-maintenance, and what to do with a mismatch
+    # ("accept" the BMC's state as the truth, or "correct" the BMC to the recorded state).
+    power_sync_interval: float = 60.0
+    power_sync_workers: int = 16
+    power_sync_timeout: float = 10.0
+    power_sync_max_failures: int = 3
+    power_sync_mode: str = "accept"
     debug: bool = False
 
     @classmethod
@@ -75,6 +86,13 @@ class Settings:
                 "BMS_SCHEDULER_WEIGHERS", "best_fit=1,recent_failures=1,soft_group=1,rack_spread=0"
             ),
             scheduler_max_candidates=int(e.get("BMS_SCHEDULER_MAX_CANDIDATES", "20")),
+            bmc_timeout=float(e.get("BMS_BMC_TIMEOUT", "30")),
+            power_wait=float(e.get("BMS_POWER_WAIT", "60")),
+            power_sync_interval=float(e.get("BMS_POWER_SYNC_INTERVAL", "60")),
+            power_sync_workers=int(e.get("BMS_POWER_SYNC_WORKERS", "16")),
+            power_sync_timeout=float(e.get("BMS_POWER_SYNC_TIMEOUT", "10")),
+            power_sync_max_failures=int(e.get("BMS_POWER_SYNC_MAX_FAILURES", "3")),
+            power_sync_mode=e.get("BMS_POWER_SYNC_MODE", "accept"),
             debug=_bool(e.get("BMS_DEBUG")),
         )
 

@@ -45,3 +45,17 @@ class Forbidden(DomainError):
 class QuotaExceeded(DomainError):
     status = 403
     title = "Quota exceeded"
+
+
+class BadGateway(DomainError):
+    """A device behind the portal (a BMC) failed to answer properly."""
+
+    status = 502
+    title = "Bad gateway"
+
+
+class Unavailable(DomainError):
+    """Nobody could do the work in time (e.g. no worker is running)."""
+
+    status = 504
+    title = "Gateway timeout"

@@ -34,7 +34,7 @@ def fire_node(
     node.provision_updated_at = utcnow()
     if error is not None:
         node.last_error = error
-    elif event in ("manage", "provide", "deploy", "undeploy"):
+    elif event in ("manage", "provide", "deploy", "undeploy", "inspect"):
         node.last_error = None  # a new user action starts with a clean slate
     events.record(
         session,

@@ -11,6 +11,8 @@ Node states follow Ironic's names so operators recognise them. ``done``, ``fail`
     cleaning/clean wait/deleting --fail--> clean failed
     deploy failed --deploy--> deploying (retry) | --undeploy--> deleting
     clean failed  --provide--> cleaning (retry) | --manage--> manageable
+    manageable --inspect--> inspecting --done--> manageable | --fail--> inspect failed
+    inspect failed --inspect--> inspecting (retry) | --manage--> manageable
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ DEPLOY_WAIT = "wait call-back"
 DEPLOY_FAILED = "deploy failed"
 ACTIVE = "active"
 DELETING = "deleting"
+INSPECTING = "inspecting"
+INSPECT_FAILED = "inspect failed"
 
 NODE_FSM = StateMachine(
     name="node",
@@ -38,6 +42,11 @@ NODE_FSM = StateMachine(
         (VERIFYING, "fail"): ENROLL,
         (MANAGEABLE, "manage"): VERIFYING,  # re-verify after changing driver_info
         (MANAGEABLE, "provide"): CLEANING,
+        (MANAGEABLE, "inspect"): INSPECTING,
+        (INSPECTING, "done"): MANAGEABLE,
+        (INSPECTING, "fail"): INSPECT_FAILED,
+        (INSPECT_FAILED, "inspect"): INSPECTING,
+        (INSPECT_FAILED, "manage"): MANAGEABLE,
         (CLEANING, "done"): AVAILABLE,
         (CLEANING, "wait"): CLEAN_WAIT,
         (CLEANING, "fail"): CLEAN_FAILED,
@@ -60,6 +69,7 @@ NODE_FSM = StateMachine(
     },
     targets={
         VERIFYING: MANAGEABLE,
+        INSPECTING: MANAGEABLE,
         CLEANING: AVAILABLE,
         CLEAN_WAIT: AVAILABLE,
         DEPLOYING: ACTIVE,
@@ -70,16 +80,21 @@ NODE_FSM = StateMachine(
 )
 
 # States in which a worker is (or should be) doing something; the reconciler watches them.
-NODE_TRANSIENT = frozenset({VERIFYING, CLEANING, CLEAN_WAIT, DEPLOYING, DEPLOY_WAIT, DELETING})
+NODE_TRANSIENT = frozenset(
+    {VERIFYING, INSPECTING, CLEANING, CLEAN_WAIT, DEPLOYING, DEPLOY_WAIT, DELETING}
+)
 # Transient states in which no job runs: an agent is expected to call back.
 NODE_WAITING = frozenset({CLEAN_WAIT, DEPLOY_WAIT})
 # Where a lost job leaves a node (fired with "fail").
-NODE_STABLE = frozenset({ENROLL, MANAGEABLE, AVAILABLE, ACTIVE, DEPLOY_FAILED, CLEAN_FAILED})
+NODE_STABLE = frozenset(
+    {ENROLL, MANAGEABLE, AVAILABLE, ACTIVE, DEPLOY_FAILED, CLEAN_FAILED, INSPECT_FAILED}
+)
 
 POWER_ON = "power on"
 POWER_OFF = "power off"
 REBOOT = "rebooting"
-POWER_TARGETS = (POWER_ON, POWER_OFF, REBOOT)
+SOFT_POWER_OFF = "soft power off"
+POWER_TARGETS = (POWER_ON, POWER_OFF, REBOOT, SOFT_POWER_OFF)
 
 BUILD = "BUILD"
 INSTANCE_ACTIVE = "ACTIVE"

@@ -11,15 +11,15 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from portal.core import events, lifecycle
 from portal.core.db import new_uuid
-from portal.core.errors import Conflict, Invalid
+from portal.core.errors import BadGateway, Conflict, Invalid, NotFound, Unavailable
 from portal.core.fsm import InvalidTransition
-from portal.core.models import Instance, Node, Port
+from portal.core.models import Instance, Node, NodeInventory, Port
 from portal.core.states import NODE_FSM, POWER_TARGETS
 from portal.services.context import Context
 from tenants.models import Project
 from tenants.principal import Principal
 from workers import queue as jobqueue
-from workers.drivers.base import DriverError, get_driver
+from workers.drivers.base import Driver, DriverError, get_driver
 from workers.runner import node_task
 
 MAC_RE = re.compile(r"^([0-9a-f]{2}[:-]){5}[0-9a-f]{2}$")
@@ -28,6 +28,7 @@ MAC_RE = re.compile(r"^([0-9a-f]{2}[:-]){5}[0-9a-f]{2}$")
 ACTIONS: dict[str, str] = {
     "manage": "verify_node",
     "provide": "clean_node",
+    "inspect": "inspect_node",
     "undeploy": "delete_instance",
 }
 
@@ -270,8 +271,13 @@ def power(ctx: Context, s: Session, node: Node, target: str, actor: Principal) -
 
 
 def set_maintenance(s: Session, node: Node, on: bool, reason: str | None, actor: Principal) -> Node:
+    """An admin's maintenance. It replaces any fault-maintenance the system set (the admin
+    now owns it, so the power sync loop will not lift it), and unsetting it clears both."""
     node.maintenance = on
     node.maintenance_reason = reason if on else None
+    node.fault = None
+    if not on:
+        node.power_sync_failures = 0
     events.record(
         s,
         "node.maintenance",
@@ -285,13 +291,32 @@ def set_maintenance(s: Session, node: Node, on: bool, reason: str | None, actor:
     return node
 
 
+def sensors(ctx: Context, node_id: str) -> dict[str, Any]:
+    """Sensor readings, read by a worker (the API never talks to BMCs itself)."""
+    wait = int(ctx.settings.bmc_timeout) + 10
+    result = jobqueue.call(ctx.queue, "read_sensors", node_id, wait=wait)
+    if result is None:
+        raise Unavailable(f"no worker read the sensors within {wait} s; are workers running?")
+    if "error" in result:
+        raise BadGateway(
+            f"the BMC did not give its sensors: {result['error']}", kind=result.get("kind")
+        )
+    return {"node_uuid": node_id, **result}
+
+
+def inventory(s: Session, node: Node) -> NodeInventory:
+    found = s.get(NodeInventory, node.id)
+    if found is None:
+        raise NotFound(
+            f"node {node.id} has not been inspected; PUT its states/provision with target 'inspect'"
+        )
+    return found
+
+
 def validate(ctx: Context, s: Session, node: Node) -> dict[str, dict[str, Any]]:
     """Cheap checks of driver_info (no hardware is touched), per interface."""
     try:
         driver = get_driver(node.driver)
     except DriverError as exc:
-        return {
-            i: {"result": False, "reason": str(exc)}
-            for i in ("power", "management", "deploy", "network")
-        }
+        return {i: {"result": False, "reason": str(exc)} for i in Driver.INTERFACES}
     return driver.validate(node_task(ctx, s, node))  # type: ignore[arg-type]

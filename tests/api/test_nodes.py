@@ -116,9 +116,11 @@ def test_validate_reports_per_interface(client, admin) -> None:
     ok = create(client, admin, 1)
     r = client.get(f"/v1/nodes/{ok['uuid']}/validate", headers=admin)
     assert r.status_code == 200
-    assert r.json == {
-        i: {"result": True, "reason": None} for i in ("power", "management", "deploy", "network")
-    }
+    ready = ("power", "management", "network", "inspect")
+    assert {i: r.json[i] for i in ready} == {i: {"result": True, "reason": None} for i in ready}
+    # As `ironic node-validate` on an idle node: deploy names the image fields it lacks.
+    assert r.json["deploy"]["result"] is False
+    assert "image_url, image_sha256, image_disk_format" in r.json["deploy"]["reason"]
     bad = create(
         client,
         admin,
@@ -127,7 +129,7 @@ def test_validate_reports_per_interface(client, admin) -> None:
     )
     out = client.get("/v1/nodes/node-2/validate", headers=admin).json
     assert {i: v["result"] for i, v in out.items()} == dict.fromkeys(
-        ("power", "management", "deploy", "network"), False
+        ("power", "management", "deploy", "network", "inspect"), False
     )
     assert "validate" in out["power"]["reason"]
     assert client.get(f"/v1/nodes/{bad['uuid']}/validate", headers=admin).json == out

@@ -55,7 +55,7 @@ class Stack:
         )
 
 
-WORKER_ARGV = (sys.executable, "-m", "portal.cli", "worker", "--no-reconcile")
+WORKER_ARGV = (sys.executable, "-m", "portal.cli", "worker", "--no-reconcile", "--no-power-sync")
 
 
 def _spawn_workers(count: int) -> list[subprocess.Popen[bytes]]:

@@ -24,6 +24,8 @@ from portal.core.states import (
     DEPLOYING,
     ENROLL,
     ERROR,
+    INSPECT_FAILED,
+    INSPECTING,
     INSTANCE_ACTIVE,
     INSTANCE_DELETING,
     INSTANCE_FSM,
@@ -58,13 +60,18 @@ DOCUMENTED_NODE_PATHS = [
     (DEPLOY_FAILED, "undeploy", DELETING),
     (CLEAN_FAILED, "provide", CLEANING),
     (CLEAN_FAILED, "manage", MANAGEABLE),
+    (MANAGEABLE, "inspect", INSPECTING),
+    (INSPECTING, "done", MANAGEABLE),
+    (INSPECTING, "fail", INSPECT_FAILED),
+    (INSPECT_FAILED, "inspect", INSPECTING),
+    (INSPECT_FAILED, "manage", MANAGEABLE),
 ]
 # In the table but not drawn in the docstring (commented in the table itself).
 UNDRAWN_NODE_PATHS = [
     (MANAGEABLE, "manage", VERIFYING),  # re-verify after changing driver_info
     (AVAILABLE, "manage", MANAGEABLE),  # take a node out of the pool
 ]
-USER_ACTIONS = {"manage", "provide", "deploy", "undeploy"}
+USER_ACTIONS = {"manage", "provide", "deploy", "undeploy", "inspect"}
 INTERNAL = {"done", "fail", "wait", "resume"}
 
 
@@ -138,7 +145,9 @@ def test_internal_events_never_start_from_a_stable_state(state: str) -> None:
     ("state", "user_visible", "with_internal"),
     [
         (ENROLL, ["manage"], ["manage"]),
-        (MANAGEABLE, ["manage", "provide"], ["manage", "provide"]),
+        (MANAGEABLE, ["inspect", "manage", "provide"], ["inspect", "manage", "provide"]),
+        (INSPECT_FAILED, ["inspect", "manage"], ["inspect", "manage"]),
+        (INSPECTING, [], ["done", "fail"]),
         (AVAILABLE, ["deploy", "manage"], ["deploy", "manage"]),
         (ACTIVE, ["undeploy"], ["undeploy"]),
         (DEPLOY_FAILED, ["deploy", "undeploy"], ["deploy", "undeploy"]),

@@ -9,17 +9,31 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 StepResult = Literal["done", "wait"]
+
+
+class ErrorKind:
+    """How a driver error is classified; it decides whether retrying can help."""
+
+    AUTH = "auth"  # wrong credentials or privilege: never retried
+    UNREACHABLE = "unreachable"  # no answer (down, wrong address, timeout)
+    TRANSIENT = "transient"  # busy BMC, 5xx, dropped session: retried with backoff
+    UNSUPPORTED = "unsupported"  # the BMC or driver cannot do this
+    INVALID = "invalid"  # driver_info is missing or malformed (from validate())
+    ERROR = "error"  # anything else
 
 
 class DriverError(Exception):
     """A hardware or network operation failed; ``kind`` says whether retrying may help."""
 
-    def __init__(self, message: str, kind: str = "error") -> None:
+    def __init__(self, message: str, kind: str = ErrorKind.ERROR) -> None:
         super().__init__(message)
-        self.kind = kind  # "auth" | "unreachable" | "transient" | "unsupported" | "error"
+        self.kind = kind
+
+    def __reduce__(self) -> tuple[Any, ...]:  # keep ``kind`` across process boundaries
+        return (type(self), (str(self), self.kind))
 
 
 @dataclass
@@ -33,6 +47,9 @@ class NodeTask:
     # Set for deploys: image location and checksum, instance id, networks, ssh keys.
     instance: dict[str, Any] = field(default_factory=dict)
     driver: str = "fake"  # the node's driver name, for get_driver()
+    # Hard deadline of one BMC call, and how long a power change may take to land.
+    call_timeout: float = 30.0
+    power_wait: float = 60.0
 
 
 class PowerInterface(Protocol):
@@ -46,6 +63,27 @@ class ManagementInterface(Protocol):
     def validate(self, task: NodeTask) -> None: ...
     def set_boot_device(self, task: NodeTask, device: str, persistent: bool = False) -> None: ...
     def get_boot_device(self, task: NodeTask) -> str | None: ...
+    def get_sensors(self, task: NodeTask) -> list[dict[str, Any]]:
+        """Readings as ``{name, type, value, units, health}``; types: temperature, fan, power…"""
+        ...
+
+
+class InspectInterface(Protocol):
+    """Out-of-band inspection: what the BMC knows about the hardware."""
+
+    def validate(self, task: NodeTask) -> None: ...
+    def inspect_hardware(self, task: NodeTask) -> Inventory: ...
+
+
+@dataclass
+class Inventory:
+    """What inspection found. ``properties``/``capabilities`` hold only what the BMC told;
+    ``raw`` is the BMC's own view, stored for admins."""
+
+    properties: dict[str, Any] = field(default_factory=dict)
+    capabilities: dict[str, str] = field(default_factory=dict)
+    macs: list[str] = field(default_factory=list)
+    raw: dict[str, Any] = field(default_factory=dict)
 
 
 class DeployInterface(Protocol):
@@ -71,17 +109,41 @@ class Driver:
     management: ManagementInterface
     deploy: DeployInterface
     network: NetworkInterface
+    inspect: InspectInterface
+
+    INTERFACES: ClassVar[tuple[str, ...]] = ("power", "management", "deploy", "network", "inspect")
 
     def validate(self, task: NodeTask) -> dict[str, dict[str, Any]]:
         """Per-interface ``{result, reason}``, like ``ironic node-validate``."""
         out: dict[str, dict[str, Any]] = {}
-        for name in ("power", "management", "deploy", "network"):
+        for name in self.INTERFACES:
             try:
                 getattr(self, name).validate(task)
                 out[name] = {"result": True, "reason": None}
             except DriverError as exc:
                 out[name] = {"result": False, "reason": str(exc)}
         return out
+
+
+# What a deploy needs to know about the image, from the instance being deployed.
+IMAGE_FIELDS = ("image_url", "image_sha256", "image_disk_format")
+
+
+def check_image_fields(task: NodeTask) -> None:
+    """The deploy interface's check: the image of the instance being deployed is usable."""
+    if not task.instance:
+        raise DriverError(
+            "no instance is being deployed on this node, so the image fields "
+            f"({', '.join(IMAGE_FIELDS)}) are missing; they are set when an instance is "
+            "scheduled here",
+            ErrorKind.INVALID,
+        )
+    missing = [f for f in IMAGE_FIELDS if not task.instance.get(f)]
+    if missing:
+        raise DriverError(
+            f"the instance's image lacks {', '.join(missing)} (is the image uploaded and active?)",
+            ErrorKind.INVALID,
+        )
 
 
 _REGISTRY: dict[str, Callable[[], Driver]] = {}
@@ -91,19 +153,24 @@ def register_driver(name: str, factory: Callable[[], Driver]) -> None:
     _REGISTRY[name] = factory
 
 
-def get_driver(name: str) -> Driver:
+def _load_builtin() -> None:
     # Imported here so registration happens on first use without import cycles.
-    from workers.drivers import fake  # noqa: F401
+    from workers.drivers import fake, ipmi, redfish  # noqa: F401
+
+
+def get_driver(name: str) -> Driver:
+    _load_builtin()
 
     try:
         return _REGISTRY[name]()
     except KeyError:
         raise DriverError(
-            f"unknown driver '{name}'; enabled: {', '.join(sorted(_REGISTRY))}", "unsupported"
+            f"unknown driver '{name}'; enabled: {', '.join(sorted(_REGISTRY))}",
+            ErrorKind.UNSUPPORTED,
         ) from None
 
 
 def enabled_drivers() -> list[str]:
-    from workers.drivers import fake  # noqa: F401
+    _load_builtin()
 
     return sorted(_REGISTRY)

@@ -2,7 +2,7 @@
 
 Failure injection for tests and demos, via ``driver_info``:
 - ``fake_fail``: a step name ("power", "set_boot_device", "write_image", "wipe_disks",
-  "attach", "detach", "validate") that raises a :class:`DriverError`;
+  "attach", "detach", "validate", "sensors", "inspect") that raises a :class:`DriverError`;
 - ``fake_delay``: seconds each step sleeps (default 0);
 - ``fake_async``: true makes ``write_image`` and ``wipe_disks`` answer "wait", as an agent
   deploy does: the job ends and the plan resumes when ``continue_deploy`` / ``continue_clean``
@@ -13,17 +13,20 @@ Power and boot device are kept in ``task.internal`` so they persist like real ha
 from __future__ import annotations
 
 import time
+from typing import Any
 
-from portal.core.states import POWER_OFF, POWER_ON
+from portal.core.states import POWER_OFF, POWER_ON, SOFT_POWER_OFF
 from workers.drivers.base import (
     Driver,
     DriverError,
+    Inventory,
     NodeTask,
     StepResult,
+    check_image_fields,
     register_driver,
 )
 
-FAKE_FIELDS = ("fake_fail", "fake_delay", "fake_async")
+FAKE_FIELDS = ("fake_fail", "fake_delay", "fake_async", "fake_inventory")
 
 
 def _step(task: NodeTask, name: str) -> None:
@@ -53,7 +56,7 @@ class FakePower:
 
     def set_power_state(self, task: NodeTask, state: str) -> None:
         _step(task, "power")
-        task.internal["fake_power"] = state
+        task.internal["fake_power"] = POWER_OFF if state == SOFT_POWER_OFF else state
 
     def reboot(self, task: NodeTask) -> None:
         _step(task, "power")
@@ -71,10 +74,41 @@ class FakeManagement:
     def get_boot_device(self, task: NodeTask) -> str | None:
         return task.internal.get("fake_boot_device")
 
+    def get_sensors(self, task: NodeTask) -> list[dict[str, Any]]:
+        _step(task, "sensors")
+        on = task.internal.get("fake_power") == POWER_ON
+        return [
+            {
+                "name": "CPU Temp",
+                "type": "temperature",
+                "value": 48.0 if on else 22.0,
+                "units": "°C",
+                "health": "ok",
+                "states": [],
+            },
+            {
+                "name": "Fan 1",
+                "type": "fan",
+                "value": 5400.0 if on else 0.0,
+                "units": "RPM",
+                "health": "ok",
+                "states": [],
+            },
+            {
+                "name": "Power Consumption",
+                "type": "power",
+                "value": 180.0 if on else 8.0,
+                "units": "W",
+                "health": "ok",
+                "states": [],
+            },
+        ]
+
 
 class FakeDeploy:
     def validate(self, task: NodeTask) -> None:
         _validate(task)
+        check_image_fields(task)
 
     def write_image(self, task: NodeTask) -> StepResult:
         _step(task, "write_image")
@@ -102,8 +136,30 @@ class FakeNetwork:
         task.internal.pop("fake_networks", None)
 
 
+class FakeInspect:
+    """Reports ``driver_info.fake_inventory`` (properties, capabilities, macs) if given,
+    else the node's own properties and ports: inspection that changes nothing."""
+
+    def validate(self, task: NodeTask) -> None:
+        _validate(task)
+        inv = task.driver_info.get("fake_inventory")
+        if inv is not None and not isinstance(inv, dict):
+            raise DriverError("driver_info.fake_inventory must be an object")
+
+    def inspect_hardware(self, task: NodeTask) -> Inventory:
+        _step(task, "inspect")
+        given = task.driver_info.get("fake_inventory") or {}
+        inv = Inventory(
+            properties=dict(given.get("properties", task.properties)),
+            capabilities=dict(given.get("capabilities", {})),
+            macs=list(given.get("macs", [p["address"] for p in task.ports])),
+        )
+        inv.raw = {"fake": True, "properties": inv.properties, "macs": inv.macs}
+        return inv
+
+
 def fake_driver() -> Driver:
-    return Driver("fake", FakePower(), FakeManagement(), FakeDeploy(), FakeNetwork())
+    return Driver("fake", FakePower(), FakeManagement(), FakeDeploy(), FakeNetwork(), FakeInspect())
 
 
 register_driver("fake", fake_driver)

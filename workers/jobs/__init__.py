@@ -1,7 +1,8 @@
 """RQ job functions: top-level, idempotent, taking IDs. Enqueued as ``workers.jobs.<name>``."""
 
+from workers.jobs.inspect import inspect_node
 from workers.jobs.instances import build_instance, continue_deploy, delete_instance
-from workers.jobs.nodes import clean_node, continue_clean, set_power, verify_node
+from workers.jobs.nodes import clean_node, continue_clean, read_sensors, set_power, verify_node
 from workers.jobs.reconcile import reconcile
 
 __all__ = [
@@ -10,6 +11,8 @@ __all__ = [
     "continue_clean",
     "continue_deploy",
     "delete_instance",
+    "inspect_node",
+    "read_sensors",
     "reconcile",
     "set_power",
     "verify_node",

@@ -49,6 +49,7 @@ class PortOut(Schema):
     address = fields.String()
     physical_network = fields.String(allow_none=True)
     pxe_enabled = fields.Boolean()
+    source = fields.String(metadata={"description": "admin | inspection"})
     created_at = fields.DateTime()
 
 
@@ -116,6 +117,10 @@ class NodeOut(Schema):
     power_state = fields.String(allow_none=True)
     maintenance = fields.Boolean()
     maintenance_reason = fields.String(allow_none=True)
+    fault = fields.String(
+        allow_none=True,
+        metadata={"description": "set when the system put the node in maintenance"},
+    )
     last_error = fields.String(allow_none=True)
     reservation = fields.String(allow_none=True)
     owner = fields.String(allow_none=True)
@@ -150,6 +155,7 @@ NODE_FIELDS = (
     "power_state",
     "maintenance",
     "maintenance_reason",
+    "fault",
     "last_error",
     "reservation",
     "owner",
@@ -159,7 +165,15 @@ NODE_FIELDS = (
     "created_at",
     "updated_at",
 )
-PORT_FIELDS = ("id", "node_id", "address", "physical_network", "pxe_enabled", "created_at")
+PORT_FIELDS = (
+    "id",
+    "node_id",
+    "address",
+    "physical_network",
+    "pxe_enabled",
+    "source",
+    "created_at",
+)
 
 
 def _getter(row: Any, names: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:
@@ -196,6 +210,7 @@ def dump_nodes(nodes: Sequence[Any], ports: dict[str, list[Any]]) -> list[dict[s
         power_state,
         maintenance,
         maintenance_reason,
+        fault,
         last_error,
         reservation,
         owner,
@@ -218,6 +233,7 @@ def dump_nodes(nodes: Sequence[Any], ports: dict[str, list[Any]]) -> list[dict[s
                     "address": address,
                     "physical_network": physical_network,
                     "pxe_enabled": pxe_enabled,
+                    "source": source,
                     "created_at": _iso(port_created_at),
                 }
                 for (
@@ -226,6 +242,7 @@ def dump_nodes(nodes: Sequence[Any], ports: dict[str, list[Any]]) -> list[dict[s
                     address,
                     physical_network,
                     pxe_enabled,
+                    source,
                     port_created_at,
                 ) in map(port_values, node_ports)
             ]
@@ -244,6 +261,7 @@ def dump_nodes(nodes: Sequence[Any], ports: dict[str, list[Any]]) -> list[dict[s
                 "power_state": power_state,
                 "maintenance": maintenance,
                 "maintenance_reason": maintenance_reason,
+                "fault": fault,
                 "last_error": last_error,
                 "reservation": reservation,
                 "owner": owner,
@@ -276,7 +294,8 @@ class NodeListArgs(ListArgs):
 
 class ProvisionBody(Schema):
     target = fields.String(
-        required=True, metadata={"description": "manage | provide | deploy | undeploy"}
+        required=True,
+        metadata={"description": "manage | provide | inspect | undeploy"},
     )
 
 
@@ -288,11 +307,42 @@ class MaintenanceBody(Schema):
     reason = fields.String(allow_none=True, validate=validate.Length(max=1000))
 
 
+class InterfaceResult(Schema):
+    result = fields.Boolean()
+    reason = fields.String(allow_none=True)
+
+
 class ValidationOut(Schema):
-    power = fields.Dict()
-    management = fields.Dict()
-    deploy = fields.Dict()
-    network = fields.Dict()
+    power = fields.Nested(InterfaceResult)
+    management = fields.Nested(InterfaceResult)
+    deploy = fields.Nested(InterfaceResult)
+    network = fields.Nested(InterfaceResult)
+    inspect = fields.Nested(InterfaceResult)
+
+
+class SensorReading(Schema):
+    name = fields.String()
+    type = fields.String(metadata={"description": "temperature | fan | power | voltage | …"})
+    value = fields.Raw(allow_none=True)
+    units = fields.String(allow_none=True)
+    health = fields.String(allow_none=True)
+    states = fields.List(fields.String())
+
+
+class SensorsOut(Schema):
+    node_uuid = fields.String()
+    read_at = fields.String()
+    sensors = fields.List(fields.Nested(SensorReading))
+
+
+class InventoryOut(Schema):
+    node_uuid = fields.String(attribute="node_id")
+    source = fields.String()
+    collected_at = fields.DateTime()
+    inventory = fields.Dict(metadata={"description": "as the BMC reported it"})
+    applied = fields.Dict(
+        metadata={"description": "what inspection changed: properties, capabilities, ports"}
+    )
 
 
 class ImportRowResult(Schema):

@@ -13,6 +13,7 @@ from portal.api.common import Blueprint, PatchOp, apply_patch, ctx, tx
 from portal.api.nodes import importer
 from portal.api.nodes.schemas import (
     ImportResult,
+    InventoryOut,
     MaintenanceBody,
     NodeCreate,
     NodeList,
@@ -25,6 +26,7 @@ from portal.api.nodes.schemas import (
     PortOut,
     PowerBody,
     ProvisionBody,
+    SensorsOut,
     ValidationOut,
     dump_nodes,
 )
@@ -48,6 +50,7 @@ PORT_LIST_COLUMNS = (
     Port.address,
     Port.physical_network,
     Port.pxe_enabled,
+    Port.source,
     Port.created_at,
 )
 
@@ -194,6 +197,30 @@ class NodeValidate(MethodView):
         """Check driver_info per interface, without touching hardware."""
         with tx() as s:
             return svc.validate(ctx(), s, node_by_ident(s, ident))
+
+
+@blp.route("/nodes/<ident>/sensors")
+class NodeSensors(MethodView):
+    @admin_only
+    @blp.response(200, SensorsOut)
+    def get(self, ident: str) -> dict[str, Any]:
+        """Read temperatures, fans and power from the BMC now (through a worker).
+
+        502 if the BMC failed to answer, 504 if no worker answered in time.
+        """
+        with tx() as s:
+            node_id = node_by_ident(s, ident).id
+        return svc.sensors(ctx(), node_id)
+
+
+@blp.route("/nodes/<ident>/inventory")
+class NodeInventory(MethodView):
+    @admin_only
+    @blp.response(200, InventoryOut)
+    def get(self, ident: str) -> Any:
+        """The raw inventory from the last inspection, and what it changed on the node."""
+        with tx() as s:
+            return svc.inventory(s, node_by_ident(s, ident))
 
 
 @blp.route("/ports")

@@ -4,6 +4,7 @@ from portal.core.models.event import Event
 from portal.core.models.flavor import Flavor, FlavorAccess
 from portal.core.models.image import Image, ImageMember
 from portal.core.models.instance import Instance, Keypair
+from portal.core.models.inventory import NodeInventory
 from portal.core.models.network import IPAllocation, Network, Subnet
 from portal.core.models.node import Node, Port
 from portal.core.models.placement import Aggregate, AggregateNode, AggregateProject, ServerGroup
@@ -22,6 +23,7 @@ __all__ = [
     "Keypair",
     "Network",
     "Node",
+    "NodeInventory",
     "Port",
     "ServerGroup",
     "Subnet",

@@ -65,6 +65,11 @@ class Node(TimestampMixin, Base):
     power_state: Mapped[str | None] = mapped_column(String(20))
     maintenance: Mapped[bool] = mapped_column(Boolean, default=False)
     maintenance_reason: Mapped[str | None] = mapped_column(Text)
+    # Why the *system* put the node in maintenance (e.g. "power failure"); None when an admin
+    # did. Only maintenance with a fault is ever lifted automatically, by whoever set it.
+    fault: Mapped[str | None] = mapped_column(String(40))
+    # Consecutive failed power-state reads by the power sync loop.
+    power_sync_failures: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     reservation: Mapped[str | None] = mapped_column(String(255), index=True)
     reserved_at: Mapped[datetime | None] = mapped_column()
@@ -111,5 +116,8 @@ class Port(TimestampMixin, Base):
     address: Mapped[str] = mapped_column(String(17), unique=True)
     physical_network: Mapped[str | None] = mapped_column(String(64))
     pxe_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Who created the port: "admin" (entered by hand; inspection never deletes it) or
+    # "inspection" (discovered from the hardware).
+    source: Mapped[str] = mapped_column(String(20), default="admin")
 
     node: Mapped[Node] = relationship(back_populates="ports")

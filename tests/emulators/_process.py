@@ -1,0 +1,148 @@
+"""Process plumbing shared by the emulators: free ports, process groups, deadlines.
+
+Every child runs in its own session (process group) so ``kill()`` takes down anything it
+spawned too; on Linux the child also gets SIGKILL when the thread that started it dies
+(``PR_SET_PDEATHSIG``, only armed when started from the main thread, since the signal is
+tied to the starting thread), and an ``atexit`` hook kills whatever is still alive.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import IO, TypeVar
+
+T = TypeVar("T")
+
+_PR_SET_PDEATHSIG = 1
+_live: set[ManagedProcess] = set()
+_live_lock = threading.Lock()
+
+
+def free_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
+    """A port the kernel just handed out on ``host`` (TCP or UDP per ``kind``)."""
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+try:  # loaded in the parent: the child only makes the call between fork and exec
+    _prctl: Callable[..., int] | None = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):  # not Linux
+    _prctl = None
+
+
+def _set_pdeathsig() -> None:
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+
+
+def poll_until(
+    probe: Callable[[], T | None],
+    *,
+    timeout: float,
+    interval: float = 0.05,
+    what: str = "condition",
+) -> T:
+    """Call ``probe`` until it returns something other than None/False; TimeoutError after."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = probe()
+        if result is not None and result is not False:
+            return result
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{what} not reached within {timeout:.1f}s")
+        time.sleep(interval)
+
+
+class ManagedProcess:
+    """One child process in its own process group, output appended to ``log_path``."""
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        log_path: Path,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
+        self.argv = list(argv)
+        self.log_path = log_path
+        self.env = dict(env) if env is not None else None
+        self.cwd = cwd
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.poll() if self._proc is not None else None
+
+    def start(self) -> None:
+        if self.running:
+            raise RuntimeError(f"already running: {self.argv[0]} (pid {self.pid})")
+        self._close_log()
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in kill()
+        in_main = threading.current_thread() is threading.main_thread()
+        self._proc = subprocess.Popen(
+            self.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            cwd=self.cwd,
+            start_new_session=True,
+            preexec_fn=_set_pdeathsig if in_main and _prctl is not None else None,
+        )
+        with _live_lock:
+            _live.add(self)
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group and reap the leader; idempotent."""
+        proc = self._proc
+        if proc is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            proc.wait()
+        with _live_lock:
+            _live.discard(self)
+        self._close_log()
+
+    def log_tail(self, limit: int = 4000) -> str:
+        try:
+            data = self.log_path.read_bytes()
+        except OSError:
+            return ""
+        return data[-limit:].decode(errors="replace")
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    with _live_lock:
+        leftovers = list(_live)
+    for proc in leftovers:
+        proc.kill()

@@ -1,0 +1,171 @@
+"""Run BMC calls in child processes, each with a hard deadline.
+
+Why a process per call: pyghmi's IPMI client deadlocks when several threads of one process
+talk to BMCs, keeps module-level sessions, and can block far longer than any sane timeout on
+a dead BMC. A forked child gets a clean client, its own sockets, and can be killed: one dead
+BMC never stalls a job or the other BMCs of a power-sync pass. Forking is cheap (a few ms)
+next to a BMC login (~0.7 s on IPMI), and the callers are single-threaded (RQ workers, the
+power-sync process), which is what makes ``fork`` safe here.
+
+A call made from inside a child (a driver method calling another) runs inline.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from workers.drivers.base import DriverError, ErrorKind
+
+_FORK = multiprocessing.get_context("fork")
+# Set in the child right after the fork: nested calls run inline instead of forking again.
+_in_child = False
+
+
+@dataclass(frozen=True)
+class Call:
+    """One BMC operation: ``fn(*args)`` must return something picklable."""
+
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    timeout: float
+    # Strings that must never appear in an error message (the BMC password).
+    secrets: tuple[str, ...] = ()
+    label: str = "BMC call"
+
+
+@dataclass
+class Outcome:
+    value: Any = None
+    error: DriverError | None = None
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def redact(text: str, secrets: Sequence[str]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "******")
+    return text
+
+
+def _child(conn: Connection, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    global _in_child
+    _in_child = True
+    try:
+        conn.send(("ok", fn(*args)))
+    except DriverError as exc:
+        conn.send(("error", exc.kind, str(exc)))
+    except BaseException as exc:  # anything else crossing the process boundary, as text
+        conn.send(("error", ErrorKind.ERROR, f"{type(exc).__name__}: {exc}"))
+    finally:
+        conn.close()
+
+
+def _error(call: Call, kind: str, message: str) -> DriverError:
+    return DriverError(redact(message, call.secrets), kind)
+
+
+def run(call: Call) -> Any:
+    """Run one call; its value, or raises :class:`DriverError` (timeout → unreachable)."""
+    if _in_child:
+        try:
+            return call.fn(*call.args)
+        except DriverError as exc:
+            raise _error(call, exc.kind, str(exc)) from None
+    outcome = run_many([call], slots=1)[0]
+    if outcome.error is not None:
+        raise outcome.error
+    return outcome.value
+
+
+@dataclass
+class _Running:
+    index: int
+    call: Call
+    proc: BaseProcess
+    conn: Connection
+    started: float
+    holds_slot: bool = True
+
+
+def run_many(
+    calls: Sequence[Call], slots: int, slot_time: float | None = None, max_in_flight: int = 0
+) -> list[Outcome]:
+    """Run ``calls`` with at most ``slots`` of them working at once; outcomes in call order.
+
+    A call still running after ``slot_time`` seconds gives its slot back and goes on
+    waiting (until its own timeout) in the background, up to ``max_in_flight`` processes in
+    all: BMCs that do not answer cost a slot for ``slot_time``, not for the whole timeout,
+    so a pass with dead BMCs grows by about one timeout, not one per dead BMC.
+    """
+    slots = max(1, slots)
+    max_in_flight = max(max_in_flight, slots)
+    outcomes = [Outcome() for _ in calls]
+    pending = list(range(len(calls)))[::-1]
+    running: dict[Connection, _Running] = {}
+
+    def busy_slots() -> int:
+        return sum(1 for r in running.values() if r.holds_slot)
+
+    while pending or running:
+        while pending and busy_slots() < slots and len(running) < max_in_flight:
+            index = pending.pop()
+            call = calls[index]
+            recv, send = _FORK.Pipe(duplex=False)
+            proc = _FORK.Process(target=_child, args=(send, call.fn, call.args), daemon=True)
+            proc.start()
+            send.close()  # the child holds the write end; EOF on recv means it died
+            running[recv] = _Running(index, call, proc, recv, time.monotonic())
+        now = time.monotonic()
+        deadlines = [r.started + r.call.timeout for r in running.values()]
+        if slot_time is not None:
+            deadlines += [r.started + slot_time for r in running.values() if r.holds_slot]
+        ready = wait(list(running), timeout=max(0.0, min(deadlines) - now))
+        now = time.monotonic()
+        for conn in ready:
+            r = running.pop(conn)  # type: ignore[call-overload]
+            outcomes[r.index] = _collect(r, now)
+        for conn, r in list(running.items()):
+            if now >= r.started + r.call.timeout:
+                r.proc.kill()
+                running.pop(conn)
+                _reap(r)
+                outcomes[r.index] = Outcome(
+                    error=_error(
+                        r.call,
+                        ErrorKind.UNREACHABLE,
+                        f"{r.call.label}: no answer within {r.call.timeout:g} s",
+                    ),
+                    seconds=now - r.started,
+                )
+            elif slot_time is not None and r.holds_slot and now >= r.started + slot_time:
+                r.holds_slot = False
+    return outcomes
+
+
+def _collect(r: _Running, now: float) -> Outcome:
+    try:
+        message = r.conn.recv()
+    except (EOFError, OSError):
+        message = ("error", ErrorKind.ERROR, f"{r.call.label}: the worker process died")
+    _reap(r)
+    if message[0] == "ok":
+        return Outcome(value=message[1], seconds=now - r.started)
+    return Outcome(error=_error(r.call, message[1], message[2]), seconds=now - r.started)
+
+
+def _reap(r: _Running) -> None:
+    r.conn.close()
+    r.proc.join(timeout=5)
+    if r.proc.is_alive():  # pragma: no cover - a child that ignores SIGKILL
+        os.kill(r.proc.pid or 0, 9)
