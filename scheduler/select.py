@@ -140,14 +140,14 @@ def _read_batch(session: Session, stmt: Any) -> list[Node]:
     The planner cannot estimate the capability and trait patterns, guesses that few rows
     match, and then prefers a bitmap scan that reads and sorts every free node of the
     class (2.4 ms at 10,000 nodes) over walking ``ix_nodes_free`` in order and stopping
-    after one batch. Bitmap scans are switched off for this one statement.
+    after one batch. Bitmap scans are switched off for the rest of this transaction (SET
+    LOCAL ends with it); what follows in it is the claim and row look-ups by primary key,
+    which never use bitmap scans, so no second round trip switches them back on.
     """
     if session.get_bind().dialect.name != "postgresql":
         return list(session.scalars(stmt).all())
     session.execute(text("SET LOCAL enable_bitmapscan = off"))
-    rows = list(session.scalars(stmt).all())
-    session.execute(text("SET LOCAL enable_bitmapscan = on"))  # the rest of the transaction
-    return rows
+    return list(session.scalars(stmt).all())
 
 
 def _fits(node: Node, loc: locations.Location, spec: RequestSpec, config: SchedulerConfig) -> bool:

@@ -44,8 +44,10 @@ def run_worker(burst: bool = False, name: str | None = None, mode: str | None = 
     # instead of paying for it again: importing the jobs and configuring the ORM (~80 ms
     # of CPU) and the database dialect's first-connect set-up (~15 ms).
     import workers.jobs  # noqa: F401
+    from workers.drivers.base import preload_libraries
 
     configure_mappers()
+    preload_libraries()
     try:
         with ctx.db.engine.connect():
             pass

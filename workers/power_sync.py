@@ -30,7 +30,7 @@ from portal.core.models import Node
 from portal.core.states import ENROLL
 from workers.context import WorkerContext, current
 from workers.drivers import isolation
-from workers.drivers.base import NodeTask, get_driver
+from workers.drivers.base import NodeTask, get_driver, preload_libraries
 from workers.drivers.bmc import secrets_of
 from workers.runner import record_power
 
@@ -113,6 +113,7 @@ def sync_pass(ctx: WorkerContext | None = None) -> PassReport:
     cfg = ctx.settings
     if cfg.power_sync_mode not in MODES:
         raise ValueError(f"BMS_POWER_SYNC_MODE must be one of {MODES}, not {cfg.power_sync_mode!r}")
+    preload_libraries()  # once per process: the forked readers inherit them
     started = time.monotonic()
     report = PassReport()
     with ctx.db.session() as s:
@@ -247,10 +248,16 @@ def _correct(ctx: WorkerContext, nodes: dict[str, _Seen], report: PassReport) ->
 
 def sync_forever(interval: float) -> None:
     """A pass every ``interval`` seconds; one process at a time cluster-wide (Redis lock)."""
+    import tenants.models  # noqa: F401  (a fresh process: nodes' foreign keys need its tables)
+
     ctx = current()
     while True:
         started = time.monotonic()
-        lock = ctx.redis.lock("bms:power-sync", timeout=max(interval * 3, 60), blocking=False)
+        lock = ctx.redis.lock(
+            f"bms:power-sync:{ctx.settings.queue_name}",
+            timeout=max(interval * 3, 60),
+            blocking=False,
+        )
         if lock.acquire(blocking=False):
             try:
                 sync_pass(ctx)

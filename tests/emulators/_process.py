@@ -28,12 +28,23 @@ _live: set[ManagedProcess] = set()
 _live_lock = threading.Lock()
 
 
+_handed_out: set[tuple[int, int]] = set()
+
+
 def free_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
-    """A port the kernel just handed out on ``host`` (TCP or UDP per ``kind``)."""
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A port the kernel just handed out on ``host`` (TCP or UDP per ``kind``).
+
+    Never the same port twice in one process: clients cache per address (pyghmi keeps
+    IPMI sessions per host:port), so a new BMC must not inherit a dead one's address.
+    """
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, kind) as sock:
+            sock.bind((host, 0))
+            port: int = sock.getsockname()[1]
+        if (kind, port) not in _handed_out:
+            _handed_out.add((kind, port))
+            return port
+    raise RuntimeError("no fresh port found")
 
 
 try:  # loaded in the parent: the child only makes the call between fork and exec

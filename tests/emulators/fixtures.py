@@ -51,7 +51,7 @@ def require_bmc_binaries(kind: str) -> None:
     if ok:
         return
     if bmc_required():
-        pytest.fail(f"BMS_REQUIRE_BMC is set but {what} is missing", pytrace=False)
+        pytest.fail(f"BMS_REQUIRE_BMC is set but not installed: {what}", pytrace=False)
     pytest.skip(f"{what} not installed")
 
 

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from tests.emulators._process import ManagedProcess, free_port, poll_until
 
@@ -397,7 +398,7 @@ class IpmiSim:
 
     # --------------------------------------------------------------- client
 
-    def pyghmi_kwargs(self) -> dict[str, object]:
+    def pyghmi_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``pyghmi.ipmi.command.Command`` (bytes credentials)."""
         return {
             "bmc": self.host,
@@ -522,7 +523,7 @@ class IpmiSim:
     ) -> None:
         self.close()
 
-    def _asf_ping(self) -> bool:
+    def answers_ping(self) -> bool:
         """RMCP/ASF presence ping: True when the UDP port answers with a pong."""
         ping = bytes([0x06, 0x00, 0xFF, 0x06, 0x00, 0x00, 0x11, 0xBE, 0x80, 0x01, 0x00, 0x00])
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
@@ -542,7 +543,7 @@ class IpmiSim:
         def answering() -> bool:
             if not proc.running:
                 raise RuntimeError(f"ipmi_sim exited with {proc.returncode}")
-            return self._asf_ping()
+            return self.answers_ping()
 
         poll_until(answering, timeout=self.ready_timeout, interval=0.02, what="ipmi_sim ping")
 

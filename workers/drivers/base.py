@@ -7,6 +7,7 @@ caller persists.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol
@@ -144,6 +145,17 @@ def check_image_fields(task: NodeTask) -> None:
             f"the instance's image lacks {', '.join(missing)} (is the image uploaded and active?)",
             ErrorKind.INVALID,
         )
+
+
+# Libraries the BMC drivers use in their per-call child processes. Imported once by the
+# long-lived parents (worker start, power sync) so every forked child finds them loaded:
+# importing them in each child cost 0.2-0.3 s of CPU per BMC call.
+DRIVER_LIBRARIES = ("pyghmi.ipmi.command", "sushy")
+
+
+def preload_libraries() -> None:
+    for name in DRIVER_LIBRARIES:
+        importlib.import_module(name)
 
 
 _REGISTRY: dict[str, Callable[[], Driver]] = {}

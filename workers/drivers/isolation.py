@@ -12,18 +12,17 @@ A call made from inside a child (a driver method calling another) runs inline.
 
 from __future__ import annotations
 
-import multiprocessing
+import contextlib
 import os
+import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
-from multiprocessing.process import BaseProcess
 from typing import Any
 
 from workers.drivers.base import DriverError, ErrorKind
 
-_FORK = multiprocessing.get_context("fork")
 # Set in the child right after the fork: nested calls run inline instead of forking again.
 _in_child = False
 
@@ -71,6 +70,27 @@ def _child(conn: Connection, fn: Callable[..., Any], args: tuple[Any, ...]) -> N
         conn.close()
 
 
+def _fork(call: Call) -> tuple[int, Connection]:
+    """A child running ``call``; its answer arrives on the returned connection.
+
+    A bare ``os.fork`` rather than ``multiprocessing.Process``: the power sync runs in a
+    daemonic process, which multiprocessing forbids to have children, and nothing of
+    multiprocessing's bookkeeping is needed for a child that lives for one call.
+    """
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: answer, then leave without running the parent's exit hooks
+        try:
+            os.close(read_fd)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            _child(Connection(write_fd, readable=False), call.fn, call.args)
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    return pid, Connection(read_fd, writable=False)
+
+
 def _error(call: Call, kind: str, message: str) -> DriverError:
     return DriverError(redact(message, call.secrets), kind)
 
@@ -92,7 +112,7 @@ def run(call: Call) -> Any:
 class _Running:
     index: int
     call: Call
-    proc: BaseProcess
+    pid: int
     conn: Connection
     started: float
     holds_slot: bool = True
@@ -120,12 +140,8 @@ def run_many(
     while pending or running:
         while pending and busy_slots() < slots and len(running) < max_in_flight:
             index = pending.pop()
-            call = calls[index]
-            recv, send = _FORK.Pipe(duplex=False)
-            proc = _FORK.Process(target=_child, args=(send, call.fn, call.args), daemon=True)
-            proc.start()
-            send.close()  # the child holds the write end; EOF on recv means it died
-            running[recv] = _Running(index, call, proc, recv, time.monotonic())
+            pid, recv = _fork(calls[index])  # EOF on recv: the child died
+            running[recv] = _Running(index, calls[index], pid, recv, time.monotonic())
         now = time.monotonic()
         deadlines = [r.started + r.call.timeout for r in running.values()]
         if slot_time is not None:
@@ -137,7 +153,7 @@ def run_many(
             outcomes[r.index] = _collect(r, now)
         for conn, r in list(running.items()):
             if now >= r.started + r.call.timeout:
-                r.proc.kill()
+                os.kill(r.pid, signal.SIGKILL)
                 running.pop(conn)
                 _reap(r)
                 outcomes[r.index] = Outcome(
@@ -166,6 +182,7 @@ def _collect(r: _Running, now: float) -> Outcome:
 
 def _reap(r: _Running) -> None:
     r.conn.close()
-    r.proc.join(timeout=5)
-    if r.proc.is_alive():  # pragma: no cover - a child that ignores SIGKILL
-        os.kill(r.proc.pid or 0, 9)
+    # It has answered or been killed: this does not block long. ChildProcessError: reaped
+    # already (e.g. by a SIGCHLD handler).
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(r.pid, 0)
