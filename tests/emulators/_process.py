@@ -157,3 +157,72 @@ def _kill_leftovers() -> None:
         leftovers = list(_live)
     for proc in leftovers:
         proc.kill()
+
+
+class EmulatedBmc:
+    """What both emulators share: one managed process on a port that survives restarts.
+
+    Subclasses set ``port`` (0: pick one), ``_port_kind`` and ``_proc``, and implement
+    ``_launch()`` (write the config for ``self.port``, return the started process),
+    ``_wait_ready()`` and ``_lost_port(log_tail)`` (did start fail on a taken port?).
+    """
+
+    port: int
+    _proc: ManagedProcess | None
+    _port_kind: int = socket.SOCK_STREAM
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.running
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def _launch(self) -> ManagedProcess:
+        raise NotImplementedError
+
+    def _wait_ready(self) -> None:
+        raise NotImplementedError
+
+    def _lost_port(self, log_tail: str) -> bool:
+        return True
+
+    def start(self: T) -> T:
+        """Start (or restart after ``stop()``: same port, same state); wait until it answers."""
+        bmc = self
+        assert isinstance(bmc, EmulatedBmc)
+        if bmc.running:
+            return self
+        attempts = 3 if bmc.port == 0 else 1
+        for attempt in range(attempts):
+            if bmc.port == 0 or attempt > 0:
+                bmc.port = free_port(bmc._port_kind)
+            bmc._proc = proc = bmc._launch()
+            try:
+                bmc._wait_ready()
+                return self
+            except Exception:
+                exited, tail = not proc.running, proc.log_tail()
+                proc.kill()
+                if exited and attempt + 1 < attempts and bmc._lost_port(tail):
+                    continue  # lost the port race: another free port
+                raise RuntimeError(
+                    f"{type(bmc).__name__} on port {bmc.port} not ready; log:\n{tail}"
+                ) from None
+        raise AssertionError("unreachable")
+
+    def stop(self) -> None:
+        """SIGKILL the BMC (it "dies": no goodbye, the port stops answering); state on disk
+        is kept for ``start()``."""
+        if self._proc is not None:
+            self._proc.kill()
+
+    close = stop
+
+    def __enter__(self: T) -> T:
+        started: T = self.start()  # type: ignore[attr-defined]
+        return started
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

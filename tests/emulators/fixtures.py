@@ -6,6 +6,10 @@
 - ``redfish_bmc_shared``: one ``SushyEmulator`` per test module: do not assume its power state.
 - ``redfish_bmc_factory``: ``make(**SushyEmulator kwargs)``.
 
+Talk pyghmi to an ``ipmi_bmc`` through ``tests.emulators.pyghmi_child.PyghmiChild``, not a
+``Command`` in the pytest process: a process that has used pyghmi's IPMI client cannot fork
+children that use it (they hang), and the drivers fork per BMC call.
+
 When ``ipmi_sim``/``ipmitool`` or ``sushy-emulator`` are missing the tests using them are
 skipped, unless ``BMS_REQUIRE_BMC`` is set (non-empty, not ``0``; CI sets ``1``): then they fail.
 """

@@ -6,7 +6,12 @@ the BMC was asked to do into ``<workdir>/chassis/``:
 
 - ``power``: ``1``/``0`` (``get power`` prints ``power:N`` from it),
 - ``boot``: the last ``set boot`` argument (``pxe``, ``default``, ``cdrom``, ``bios``, ``none``),
-- ``calls.log``: every invocation, one line each (``get power``, ``set power 1``, ``set reset 1`` ...).
+- ``calls.log``: every invocation, one line each (``get power``, ``get boot``, ``set power 1``,
+  ``set reset 1``, ``set shutdown 1`` ...); the readiness check adds ``get power`` lines,
+- ``resets``: one line per ``set reset 1``.
+
+``get boot`` prints ``boot:<last set>`` (without it ipmi_sim answers Get System Boot Options
+with 0xFF "Unspecified"); soft-off (``set shutdown 1``) powers off unless ``ignore_soft_off()``.
 
 Assert on those (``.power``, ``.boot_device``, ``.chassis_calls``): ipmi_sim's boot-device
 read-back has the "valid" bit clear, so clients read ``default`` whatever was set.
@@ -30,10 +35,9 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
-from tests.emulators._process import ManagedProcess, free_port, poll_until
+from tests.emulators._process import EmulatedBmc, ManagedProcess, poll_until
 
 HOST = "127.0.0.1"
 BMC_ADDR = 0x20
@@ -343,8 +347,10 @@ def _check_conf_value(label: str, value: str, limit: int) -> None:
 
 
 @dataclass
-class IpmiSim:
+class IpmiSim(EmulatedBmc):
     """One ``ipmi_sim`` BMC. Use as a context manager or call ``close()``."""
+
+    _port_kind = socket.SOCK_DGRAM  # IPMI over LAN is UDP (a class attribute, not a field)
 
     workdir: Path
     username: str = "admin"
@@ -456,72 +462,27 @@ class IpmiSim:
 
     # --------------------------------------------------------------- process
 
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.running
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    def start(self) -> IpmiSim:
-        """Start (or restart after ``stop()``) on the same port and state; wait until it answers."""
-        if self.running:
-            return self
-        attempts = 3 if self.port == 0 else 1
-        for attempt in range(attempts):
-            if self.port == 0 or (attempt > 0 and attempts > 1):
-                self.port = free_port(socket.SOCK_DGRAM)
-            lan_conf = self.workdir / "lan.conf"
-            lan_conf.write_text(
-                build_lan_conf(
-                    name=self.name,
-                    port=self.port,
-                    username=self.username,
-                    password=self.password,
-                    chassis_control=self.workdir / "chassis_control.sh",
-                )
+    def _launch(self) -> ManagedProcess:
+        lan_conf = self.workdir / "lan.conf"
+        lan_conf.write_text(
+            build_lan_conf(
+                name=self.name,
+                port=self.port,
+                username=self.username,
+                password=self.password,
+                chassis_control=self.workdir / "chassis_control.sh",
             )
-            emu = self.workdir / "bmc.emu"
-            argv = [IPMI_SIM, "-c", str(lan_conf), "-f", str(emu), "-s", str(self.sim_state_dir)]
-            self._proc = ManagedProcess(
-                [*argv, "-n"],
-                log_path=self.log_path,
-                cwd=self.workdir,
-                env={**os.environ, "LC_ALL": "C"},
-            )
-            self._proc.start()
-            try:
-                self._wait_ready()
-                return self
-            except Exception:
-                exited = not self._proc.running
-                tail = self._proc.log_tail()
-                self._proc.kill()
-                if exited and attempt + 1 < attempts:
-                    continue  # lost the port race: another free port
-                raise RuntimeError(
-                    f"ipmi_sim on {self.host}:{self.port} not ready; log:\n{tail}"
-                ) from None
-        raise AssertionError("unreachable")
-
-    def stop(self) -> None:
-        """SIGKILL the BMC (it "dies": no session teardown, port stops answering)."""
-        if self._proc is not None:
-            self._proc.kill()
-
-    close = stop
-
-    def __enter__(self) -> IpmiSim:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+        )
+        emu = self.workdir / "bmc.emu"
+        argv = [IPMI_SIM, "-c", str(lan_conf), "-f", str(emu), "-s", str(self.sim_state_dir)]
+        proc = ManagedProcess(
+            [*argv, "-n"],
+            log_path=self.log_path,
+            cwd=self.workdir,
+            env={**os.environ, "LC_ALL": "C"},
+        )
+        proc.start()
+        return proc
 
     def answers_ping(self) -> bool:
         """RMCP/ASF presence ping: True when the UDP port answers with a pong."""

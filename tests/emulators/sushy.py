@@ -29,7 +29,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import bcrypt
@@ -39,7 +38,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.emulators._process import ManagedProcess, free_port, poll_until
+from tests.emulators._process import EmulatedBmc, ManagedProcess, poll_until
 
 HOST = "127.0.0.1"
 
@@ -235,7 +234,7 @@ sys.exit(main())
 
 
 @dataclass
-class SushyEmulator:
+class SushyEmulator(EmulatedBmc):
     """One ``sushy-emulator`` process. Use as a context manager or call ``close()``."""
 
     workdir: Path
@@ -369,14 +368,6 @@ class SushyEmulator:
 
     # --------------------------------------------------------------- process
 
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.running
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
     def _argv(self) -> list[str]:
         if self.power_delay is None:
             return [str(emulator_path())]
@@ -384,62 +375,26 @@ class SushyEmulator:
             raise ValueError("power_delay must be 0..60 s")
         return [sys.executable, "-c", _LAUNCHER.format(delay=int(self.power_delay))]
 
-    def start(self) -> SushyEmulator:
-        """Start (or restart after ``stop()``: same port, same state); wait until it serves."""
-        if self.running:
-            return self
-        attempts = 3 if self.port == 0 else 1
-        for attempt in range(attempts):
-            if self.port == 0 or attempt > 0:
-                self.port = free_port()
-            self.config_path.write_text(
-                build_config(
-                    port=self.port,
-                    cert=self.ca_path,
-                    key=self.key_path,
-                    auth_file=self.auth_file,
-                    state_dir=self.state_dir,
-                    systems=self.systems,
-                )
+    def _launch(self) -> ManagedProcess:
+        self.config_path.write_text(
+            build_config(
+                port=self.port,
+                cert=self.ca_path,
+                key=self.key_path,
+                auth_file=self.auth_file,
+                state_dir=self.state_dir,
+                systems=self.systems,
             )
-            env = {k: v for k, v in os.environ.items() if not k.startswith("SUSHY_EMULATOR_")}
-            env["SUSHY_EMULATOR_CONFIG"] = str(self.config_path)
-            env["PYTHONUNBUFFERED"] = "1"
-            self._proc = ManagedProcess(
-                self._argv(), log_path=self.log_path, env=env, cwd=self.workdir
-            )
-            self._proc.start()
-            try:
-                self._wait_ready()
-                return self
-            except Exception:
-                exited = not self._proc.running
-                tail = self._proc.log_tail()
-                self._proc.kill()
-                if exited and attempt + 1 < attempts and "Address already in use" in tail:
-                    continue
-                raise RuntimeError(
-                    f"sushy-emulator on {self.url} not ready; log:\n{tail}"
-                ) from None
-        raise AssertionError("unreachable")
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SUSHY_EMULATOR_")}
+        env["SUSHY_EMULATOR_CONFIG"] = str(self.config_path)
+        env["PYTHONUNBUFFERED"] = "1"
+        proc = ManagedProcess(self._argv(), log_path=self.log_path, env=env, cwd=self.workdir)
+        proc.start()
+        return proc
 
-    def stop(self) -> None:
-        """SIGKILL the emulator (the BMC "dies"); state on disk is kept for ``start()``."""
-        if self._proc is not None:
-            self._proc.kill()
-
-    close = stop
-
-    def __enter__(self) -> SushyEmulator:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+    def _lost_port(self, log_tail: str) -> bool:
+        return "Address already in use" in log_tail
 
     def _wait_ready(self) -> None:
         proc = self._proc

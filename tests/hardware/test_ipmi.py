@@ -98,6 +98,29 @@ def test_manage_power_boot_device_sensors_and_inspection(client, admin, jobs, bm
     assert n["properties"]["cpus"] == 2 and inv["applied"]["properties"] == {}
 
 
+def test_the_bmc_password_is_encrypted_and_redacted_everywhere(
+    client, admin, jobs, bmc, ctx
+) -> None:
+    with LogCapture() as logs:
+        node = enroll(client, admin, "ipmi-secret", "ipmi", info(bmc))
+        act(client, admin, node["uuid"], "manage")
+        jobs()
+        act(client, admin, node["uuid"], "inspect")
+        jobs()
+        shown = get(client, admin, node["uuid"])
+        listed = client.get("/v1/nodes", headers=admin).get_data(as_text=True)
+        events = client.get(f"/v1/events?resource_id={node['uuid']}", headers=admin)
+        inventory = client.get(f"/v1/nodes/{node['uuid']}/inventory", headers=admin)
+    assert shown["provision_state"] == "manageable", shown["last_error"]
+    assert shown["driver_info"]["ipmi_password"] == "******"
+    for text in (listed, events.get_data(as_text=True), inventory.get_data(as_text=True)):
+        assert PASSWORD not in text
+    with ctx.session() as s:
+        stored = s.get_one(Node, node["uuid"]).driver_info["ipmi_password"]
+        assert PASSWORD not in stored and stored != PASSWORD  # a Fernet token at rest
+    assert logs.lines and PASSWORD not in logs.text
+
+
 def test_wrong_password_ends_in_enroll_with_a_clear_error(client, admin, jobs, bmc) -> None:
     node = enroll(client, admin, "ipmi-bad", "ipmi", info(bmc, ipmi_password="not-the-one"))
     act(client, admin, node["uuid"], "manage")

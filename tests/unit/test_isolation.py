@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 import pytest
@@ -92,6 +93,15 @@ def test_hung_calls_give_their_slot_back_so_a_dead_bmc_costs_one_timeout_not_one
     assert wall < 3 + 2, wall
     # the quick ones did not wait for the dead ones to time out
     assert max(o.seconds for o in outcomes[4:]) < 2
+
+
+def test_a_process_that_used_pyghmi_refuses_to_fork_instead_of_hanging(monkeypatch) -> None:
+    import types
+
+    used = types.SimpleNamespace(iothread=object())  # what a pyghmi Command() leaves behind
+    monkeypatch.setitem(sys.modules, "pyghmi.ipmi.private.session", used)
+    with pytest.raises(DriverError, match="pyghmi was used directly in this process"):
+        isolation.run(call(_pid))
 
 
 def test_retry_only_transient_errors_with_backoff() -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -68,6 +69,19 @@ def _child(conn: Connection, fn: Callable[..., Any], args: tuple[Any, ...]) -> N
         conn.send(("error", ErrorKind.ERROR, f"{type(exc).__name__}: {exc}"))
     finally:
         conn.close()
+
+
+def _check_forkable() -> None:
+    """pyghmi used in *this* process leaves an I/O thread and session caches that a forked
+    child inherits without the thread: every pyghmi call in the child then hangs. Parents
+    may import pyghmi (``preload_libraries``) but never call it; fail loudly if one did."""
+    session = sys.modules.get("pyghmi.ipmi.private.session")
+    if session is not None and getattr(session, "iothread", None) is not None:
+        raise DriverError(
+            "pyghmi was used directly in this process, so forked BMC calls would hang; "
+            "BMC calls must go through workers.drivers.isolation",
+            ErrorKind.ERROR,
+        )
 
 
 def _fork(call: Call) -> tuple[int, Connection]:
@@ -128,6 +142,7 @@ def run_many(
     all: BMCs that do not answer cost a slot for ``slot_time``, not for the whole timeout,
     so a pass with dead BMCs grows by about one timeout, not one per dead BMC.
     """
+    _check_forkable()
     slots = max(1, slots)
     max_in_flight = max(max_in_flight, slots)
     outcomes = [Outcome() for _ in calls]
