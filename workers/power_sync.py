@@ -8,7 +8,8 @@ meanwhile:
 
 - a mismatch is recorded (event ``node.power_out_of_band``) and, per
   ``BMS_POWER_SYNC_MODE``, accepted as the new truth (default: the operator who pressed the
-  button knew why) or corrected by setting the BMC back (never on nodes in maintenance);
+  button knew why) or corrected by setting the BMC back (only nodes in a stable state and
+  not in maintenance: a node waiting for its deploy agent reboots by design);
 - ``BMS_POWER_SYNC_MAX_FAILURES`` failed reads in a row put the node in maintenance with
   reason ``power sync failed: <error>`` and ``fault = "power failure"``;
 - the first good read afterwards lifts that maintenance. Maintenance an admin set has no
@@ -27,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from portal.core import events
 from portal.core.models import Node
-from portal.core.states import ENROLL
+from portal.core.states import ENROLL, NODE_STABLE
 from workers.context import WorkerContext, current
 from workers.drivers import isolation
 from workers.drivers.base import NodeTask, get_driver, preload_libraries
@@ -195,7 +196,9 @@ def _answered(s: Session, node: Node, actual: str, mode: str, report: PassReport
         record_power(s, node, actual, ACTOR)
         return False
     report.mismatches += 1
-    correct = mode == "correct" and not node.maintenance
+    # Never fight an operation in flight (a node waiting for its agent reboots by design)
+    # or an admin's maintenance work: only stable, in-service nodes are set back.
+    correct = mode == "correct" and not node.maintenance and node.provision_state in NODE_STABLE
     events.record(
         s,
         "node.power_out_of_band",

@@ -76,6 +76,17 @@ def test_correct_mode_sets_the_bmc_back(ctx, jobs) -> None:
     assert _events(ctx, a, "node.power_corrected") == [{"state": POWER_OFF, "error": None}]
 
 
+def test_correct_mode_leaves_nodes_waiting_for_their_agent_alone(ctx, jobs) -> None:
+    (a,) = make_available(ctx, 1, jobs)
+    with ctx.session() as s:
+        s.get_one(Node, a).provision_state = "wait call-back"  # the agent rebooted it
+    _set_bmc(ctx, a, power=POWER_ON)
+    report = power_sync.sync_pass(wctx(ctx, power_sync_mode="correct"))
+    assert (report.mismatches, report.corrected) == (1, 0)
+    (ev,) = _events(ctx, a, "node.power_out_of_band")
+    assert ev["action"] == "accept"
+
+
 def test_failed_reads_put_the_node_in_fault_maintenance_and_a_good_read_lifts_it(ctx, jobs):
     (a,) = make_available(ctx, 1, jobs)
     _set_bmc(ctx, a, fail="power")
