@@ -7,9 +7,9 @@ from typing import Any
 
 from flask import Flask, jsonify
 from flask_smorest import Api
-from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
+from netboot.agent_endpoints import make_blueprint as agent_blueprint
 from netboot.endpoints import make_blueprint as boot_blueprint
 from portal.api import problems
 from portal.api.aggregates.views import blp as aggregates_blp
@@ -25,7 +25,6 @@ from portal.api.nodes.views import blp as nodes_blp
 from portal.api.server_groups.views import blp as server_groups_blp
 from portal.core.config import Settings
 from portal.core.errors import DomainError
-from portal.core.models import Port
 from portal.services.context import Context
 
 log = logging.getLogger(__name__)
@@ -81,12 +80,9 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
     ):
         api.register_blueprint(blp)
 
-    def node_for_mac(mac: str) -> str | None:
-        with context.session() as s:
-            return s.scalar(select(Port.node_id).where(Port.address == mac))
-
+    app.register_blueprint(boot_blueprint(lambda: context.settings.var_dir / "netboot"))
     app.register_blueprint(
-        boot_blueprint(lambda: context.settings.var_dir / "netboot", node_for_mac)
+        agent_blueprint(context.session, lambda: context.store, _resume_after_agent(context))
     )
     app.teardown_request(close_session)
     app.register_error_handler(DomainError, problems.from_domain_error)
@@ -103,3 +99,20 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
         return jsonify(name="BMS Portal", api="/v1", openapi="/v1/openapi.json", docs="/v1/docs")
 
     return app
+
+
+def _resume_after_agent(context: Context) -> Any:
+    """What the agent endpoints call when the command a plan waits for is reported: the job
+    that resumes the plan, enqueued once the report commits."""
+    from portal.core.models import Node
+    from portal.core.states import CLEAN_WAIT, DEPLOY_WAIT
+    from workers import queue as jobqueue
+
+    jobs = {DEPLOY_WAIT: "continue_deploy", CLEAN_WAIT: "continue_clean"}
+
+    def resume(s: Any, node: Node) -> None:
+        job = jobs.get(node.provision_state)
+        if job is not None:
+            node.job_id = context.enqueue_after_commit(s, job, node.id, retry=jobqueue.LOCK_RETRY)
+
+    return resume

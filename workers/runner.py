@@ -14,10 +14,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from portal.core import events
+from portal.core import agent_sessions, events
 from portal.core.models import Image, Instance, Node
 from workers.context import WorkerContext
-from workers.drivers.base import NodeTask, StepResult, get_driver
+from workers.drivers.base import DriverError, ErrorKind, NodeTask, StepResult, get_driver
 from workers.steps import PLANS, StepEnv
 
 OnStep = Callable[[Session, Node, str, int, int], None]
@@ -59,9 +59,31 @@ def _instance_info(ctx: WorkerContext, inst: Instance, image: Image | None) -> d
         "image_url": f"{ctx.settings.public_url}/v1/images/{inst.image_id}/file",
         "image_sha256": image.checksum_sha256 if image else None,
         "image_disk_format": image.disk_format if image else None,
+        "image_size": image.size if image else None,
+        # What the deploy agent fetches, with its agent token (it has no tenant token).
+        "agent_image_url": f"{ctx.settings.public_url}/v1/agent/image",
+        "agent_configdrive_url": f"{ctx.settings.public_url}/v1/agent/configdrive",
         "ssh_keys": [k["public_key"] for k in inst.ssh_keys or []],
         "user_data": inst.user_data,
         "addresses": [{"network_id": a.network_id, "address": a.address} for a in inst.addresses],
+    }
+
+
+def take_agent_result(session: Session, node_id: str, task: NodeTask) -> None:
+    """The plan resumes after a step handed a command to the agent: go on only if the agent
+    reported that command done. Its result is kept in ``task.internal["agent_results"]``."""
+    cmd = task.internal["agent_command"]
+    found = agent_sessions.result_of(session, node_id, cmd["id"])
+    if found is None:
+        raise DriverError(f"the agent has not reported '{cmd['name']}' yet", ErrorKind.ERROR)
+    task.internal.pop("agent_command")
+    if not found["ok"]:
+        raise DriverError(
+            f"the agent's {cmd['name']} failed: {found['error'] or 'no reason given'}"
+        )
+    task.internal["agent_results"] = {
+        **task.internal.get("agent_results", {}),
+        cmd["name"]: found["result"],
     }
 
 
@@ -118,6 +140,9 @@ def run_plan(
             task = node_task(ctx, s, s.get_one(Node, node_id))
     driver = get_driver(task.driver)
     position = task.internal.get("plan_step", 0) if task.internal.get("plan") == plan else 0
+    if position > 0 and "agent_command" in task.internal:
+        with ctx.db.session() as s:
+            take_agent_result(s, node_id, task)
     env = StepEnv(driver=driver, netboot_root=ctx.netboot_root, public_url=ctx.settings.public_url)
     interval = ctx.settings.checkpoint_interval
     last_checkpoint = time.monotonic()
@@ -135,6 +160,7 @@ def run_plan(
                 node = s.get_one(Node, node_id)
                 if end and result != "wait":
                     forget_plan_in(task.internal)
+                    agent_sessions.end(s, node_id)  # the operation is over
                 node.driver_internal_info = dict(task.internal)
                 for state in power:
                     if node.power_state != state:

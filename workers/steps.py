@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from netboot import artefacts
+from netboot import artefacts, tokens
 from netboot.render import BootTarget
 from portal.core.states import POWER_OFF, POWER_ON
 from workers.drivers.base import Driver, NodeTask, StepResult
@@ -46,19 +46,32 @@ def _boot_device(device: str) -> Callable[[NodeTask, StepEnv], None]:
 
 
 def _prepare_netboot(task: NodeTask, env: StepEnv) -> None:
+    """A fresh boot token for this operation: the node's boot script URL, which the deploy
+    ramdisk also shows the portal at lookup. Only its hash is kept."""
+    token = tokens.new_token()
+    task.internal["boot_token_hash"] = tokens.digest(token)
     base = f"{env.public_url}/v1/boot/artefacts"
     target = BootTarget(
         kind="ramdisk",
         kernel_url=f"{base}/deploy.kernel",
         ramdisk_url=f"{base}/deploy.initramfs",
-        kernel_params=f"bms_api={env.public_url} bms_node={task.node_id}",
+        kernel_params=f"bms_api={env.public_url} bms_boot={token} console=ttyS0 console=tty0",
     )
     macs = [p["address"] for p in task.ports if p.get("pxe_enabled", True)]
-    artefacts.prepare(env.netboot_root, task.node_id, macs, target)
+    artefacts.prepare(
+        env.netboot_root, task.node_id, macs, target, token, f"{env.public_url}/v1/boot"
+    )
 
 
 def _clean_up_netboot(task: NodeTask, env: StepEnv) -> None:
+    """The node boots from its disk from now on, and the operation's tokens die."""
+    forget_netboot(task.internal)
     artefacts.clean_up(env.netboot_root, task.node_id)
+
+
+def forget_netboot(internal: dict[str, object]) -> None:
+    internal.pop("boot_token_hash", None)
+    internal.pop("agent_command", None)
 
 
 def _reboot(task: NodeTask, env: StepEnv) -> None:
@@ -71,6 +84,7 @@ DEPLOY: tuple[Step, ...] = (
     Step("prepare_netboot", _prepare_netboot),
     Step("power_on", _power(POWER_ON), POWER_ON),
     Step("write_image", lambda t, e: e.driver.deploy.write_image(t)),
+    Step("write_configdrive", lambda t, e: e.driver.deploy.write_configdrive(t)),
     Step("attach_networks", lambda t, e: e.driver.network.attach(t)),
     Step("set_boot_disk", _boot_device("disk")),
     Step("clean_up_netboot", _clean_up_netboot),

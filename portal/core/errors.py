@@ -59,3 +59,10 @@ class Unavailable(DomainError):
 
     status = 504
     title = "Gateway timeout"
+
+
+class Unauthenticated(DomainError):
+    """No credentials, or wrong ones (e.g. a deploy agent's token)."""
+
+    status = 401
+    title = "Unauthorized"

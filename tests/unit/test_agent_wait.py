@@ -61,10 +61,14 @@ def test_clean_waits_for_callback_and_times_out_cleanly(ctx, jobs):
     node_id = _node_in_clean_wait(ctx, jobs)
     with ctx.session() as s:
         s.get_one(Node, node_id).provision_updated_at = utcnow() - timedelta(hours=1)
-    assert reconcile()["nodes_failed"] == 1  # no callback within BMS_CALLBACK_TIMEOUT
+    assert reconcile()["nodes_failed"] == 1  # no sign of the agent within BMS_CALLBACK_TIMEOUT
     with ctx.session() as s:
         node = s.get_one(Node, node_id)
-        assert node.provision_state == "clean failed" and "no callback" in node.last_error
+        assert node.provision_state == "clean failed"
+        assert "no sign of the deploy agent" in node.last_error
+    jobs()  # the reconciler also powered it off
+    with ctx.session() as s:
+        assert s.get_one(Node, node_id).power_state == "power off"
 
 
 def test_clean_resumes_on_callback(ctx, jobs):

@@ -115,9 +115,15 @@ class FakeDeploy:
         task.internal["fake_disk"] = task.instance.get("image_sha256")
         return "wait" if task.driver_info.get("fake_async") else "done"
 
+    def write_configdrive(self, task: NodeTask) -> StepResult:
+        _step(task, "write_configdrive")
+        task.internal["fake_configdrive"] = task.instance.get("instance_id")
+        return "done"
+
     def wipe_disks(self, task: NodeTask) -> StepResult:
         _step(task, "wipe_disks")
         task.internal.pop("fake_disk", None)
+        task.internal.pop("fake_configdrive", None)
         return "wait" if task.driver_info.get("fake_async") else "done"
 
 
@@ -162,4 +168,15 @@ def fake_driver() -> Driver:
     return Driver("fake", FakePower(), FakeManagement(), FakeDeploy(), FakeNetwork(), FakeInspect())
 
 
+def fake_agent_driver() -> Driver:
+    """Simulated BMC, real agent protocol: disk work is handed to a deploy agent (for tests
+    of the protocol and for trying it without a BMC)."""
+    from workers.drivers.agent import AgentDeploy
+
+    return Driver(
+        "fake-agent", FakePower(), FakeManagement(), AgentDeploy(), FakeNetwork(), FakeInspect()
+    )
+
+
 register_driver("fake", fake_driver)
+register_driver("fake-agent", fake_agent_driver)

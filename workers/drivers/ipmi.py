@@ -23,6 +23,7 @@ from typing import Any
 
 from portal.core.states import POWER_OFF, POWER_ON, SOFT_POWER_OFF
 from workers.drivers import bmc
+from workers.drivers.agent import AgentDeploy
 from workers.drivers.base import (
     Driver,
     DriverError,
@@ -31,7 +32,7 @@ from workers.drivers.base import (
     NodeTask,
     register_driver,
 )
-from workers.drivers.fake import FakeDeploy, FakeNetwork
+from workers.drivers.fake import FakeNetwork
 
 PRIV_LEVELS = {"ADMINISTRATOR": 4, "OPERATOR": 3, "USER": 2}
 CIPHER_SUITES = (3, 17)
@@ -325,9 +326,11 @@ def _macs_in(value: Any) -> set[str]:
 
 
 def ipmi_driver() -> Driver:
-    # Deploy and network stay on the fake implementations until the agent deploy (issue 5)
-    # and switch drivers land; power, boot device, sensors and inspection are real.
-    return Driver("ipmi", IpmiPower(), IpmiManagement(), FakeDeploy(), FakeNetwork(), IpmiInspect())
+    # Disks are written by the deploy agent; tenant networks stay simulated until the
+    # switch drivers land.
+    return Driver(
+        "ipmi", IpmiPower(), IpmiManagement(), AgentDeploy(), FakeNetwork(), IpmiInspect()
+    )
 
 
 register_driver("ipmi", ipmi_driver)

@@ -28,6 +28,7 @@ from urllib.parse import urlparse
 
 from portal.core.states import POWER_OFF, POWER_ON, SOFT_POWER_OFF
 from workers.drivers import bmc
+from workers.drivers.agent import AgentDeploy
 from workers.drivers.base import (
     Driver,
     DriverError,
@@ -36,7 +37,7 @@ from workers.drivers.base import (
     NodeTask,
     register_driver,
 )
-from workers.drivers.fake import FakeDeploy, FakeNetwork
+from workers.drivers.fake import FakeNetwork
 
 FIELDS = (
     "redfish_address",
@@ -492,13 +493,13 @@ def inventory_from(raw: dict[str, Any]) -> Inventory:
 
 
 def redfish_driver() -> Driver:
-    # Deploy and network stay on the fake implementations until the agent deploy (issue 5)
-    # and switch drivers land; power, boot device, sensors and inspection are real.
+    # Disks are written by the deploy agent; tenant networks stay simulated until the
+    # switch drivers land.
     return Driver(
         "redfish",
         RedfishPower(),
         RedfishManagement(),
-        FakeDeploy(),
+        AgentDeploy(),
         FakeNetwork(),
         RedfishInspect(),
     )

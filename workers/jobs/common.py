@@ -10,12 +10,14 @@ from dataclasses import dataclass
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from portal.core import lifecycle, locks
+from netboot import artefacts
+from portal.core import agent_sessions, lifecycle, locks
 from portal.core.models import Node
 from portal.core.states import POWER_OFF
 from workers.context import WorkerContext
 from workers.drivers.base import get_driver
 from workers.runner import forget_plan, node_task, record_power
+from workers.steps import forget_netboot
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +102,12 @@ def fail_node(ctx: WorkerContext, node_id: str, error: str, actor: str, power_of
     with ctx.db.session() as s:
         node = s.get_one(Node, node_id)
         forget_plan(node)
+        # The operation is over: its boot script goes, its agent token dies.
+        info = dict(node.driver_internal_info or {})
+        forget_netboot(info)
+        node.driver_internal_info = info
+        agent_sessions.end(s, node_id)
         node.recent_failures = (node.recent_failures or 0) + 1
         lifecycle.fire_node(s, node, "fail", actor=actor, error=error)
+    artefacts.clean_up(ctx.netboot_root, node_id)
     log.warning("node %s failed: %s", node_id, error)

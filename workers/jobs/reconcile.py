@@ -4,7 +4,8 @@
   left in a transient state is failed (deploying → deploy failed, cleaning → clean
   failed, verifying → enroll) with a ``last_error`` saying why;
 - a transient node with no lock and no job that will pick it up: failed the same way;
-- a node waiting for an agent callback longer than ``BMS_CALLBACK_TIMEOUT``: failed;
+- a node waiting for its deploy agent with no heartbeat for ``BMS_CALLBACK_TIMEOUT``:
+  failed and powered off;
 - an instance in BUILD or DELETING whose job vanished: its job is enqueued again
   (jobs are idempotent).
 Safe to run in several processes at once: every change is a conditional update.
@@ -20,12 +21,13 @@ from rq.worker import Worker
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from portal.core import lifecycle, locks
+from portal.core import agent_sessions, lifecycle, locks
 from portal.core.db import utcnow
-from portal.core.models import Instance, Node
-from portal.core.states import BUILD, INSTANCE_DELETING, NODE_TRANSIENT, NODE_WAITING
+from portal.core.models import AgentSession, Instance, Node
+from portal.core.states import BUILD, INSTANCE_DELETING, NODE_TRANSIENT, NODE_WAITING, POWER_OFF
 from workers import queue as jobqueue
 from workers.context import WorkerContext, current
+from workers.steps import forget_netboot
 
 log = logging.getLogger(__name__)
 ACTOR = "reconciler"
@@ -73,22 +75,30 @@ def reconcile() -> dict[str, int]:
             _fail(s, node, f"no job is working on this node in '{node.provision_state}'")
             counts["nodes_failed"] += 1
 
-    # Waiting for an agent is not a job: it ends with the callback or the timeout.
+    # Waiting for an agent is not a job: it ends with the agent's report or the timeout,
+    # counted from the last sign of life (the wait began, or the agent's last heartbeat).
     expired = utcnow() - timedelta(seconds=ctx.settings.callback_timeout)
     with ctx.db.session() as s:
-        waiting = s.scalars(
-            select(Node).where(
+        waiting = s.execute(
+            select(Node, AgentSession.last_heartbeat_at)
+            .outerjoin(AgentSession, AgentSession.node_id == Node.id)
+            .where(
                 Node.provision_state.in_(NODE_WAITING),
                 Node.reservation.is_(None),
                 Node.provision_updated_at < expired,
             )
         ).all()
-        for node in waiting:
+        for node, heartbeat in waiting:
+            if heartbeat is not None and heartbeat >= expired:
+                continue
             _fail(
                 s,
                 node,
-                f"no callback within {ctx.settings.callback_timeout:g} s "
+                f"no sign of the deploy agent for {ctx.settings.callback_timeout:g} s "
                 f"in '{node.provision_state}'",
+            )
+            node.job_id = jobqueue.enqueue(
+                ctx.queue, "set_power", node.id, POWER_OFF, ACTOR, retry=jobqueue.LOCK_RETRY
             )
             counts["nodes_failed"] += 1
 
@@ -111,6 +121,10 @@ def reconcile() -> dict[str, int]:
 
 
 def _fail(s: Session, node: Node, reason: str) -> None:
+    info = dict(node.driver_internal_info or {})
+    forget_netboot(info)  # the operation is over: its boot script and agent token die
+    node.driver_internal_info = info
+    agent_sessions.end(s, node.id)
     lifecycle.fire_node(s, node, "fail", actor=ACTOR, error=reason)
     if node.instance_id:
         inst = s.get(Instance, node.instance_id)

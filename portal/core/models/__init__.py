@@ -1,5 +1,6 @@
 """ORM models of the domain core. Tables owned by ``tenants`` are referenced by name only."""
 
+from portal.core.models.agent import AgentSession
 from portal.core.models.event import Event
 from portal.core.models.flavor import Flavor, FlavorAccess
 from portal.core.models.image import Image, ImageMember
@@ -10,6 +11,7 @@ from portal.core.models.node import Node, Port
 from portal.core.models.placement import Aggregate, AggregateNode, AggregateProject, ServerGroup
 
 __all__ = [
+    "AgentSession",
     "Aggregate",
     "AggregateNode",
     "AggregateProject",
