@@ -11,8 +11,12 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from netboot import tokens
-from netboot.render import BootTarget, dhcp_host_entry, ipxe_script
+from netboot import dhcp, tokens
+from netboot.render import BootTarget, ipxe_script
+
+
+def dhcp_dirs(root: Path) -> dhcp.DhcpDirs:
+    return dhcp.DhcpDirs.under(root / "dhcp")
 
 
 def node_dir(root: Path, node_id: str) -> Path:
@@ -40,9 +44,12 @@ def prepare(
     digest = tokens.digest(boot_token)
     _write(script_path(root, digest), ipxe_script(target))
     d = node_dir(root, node_id)
+    url = f"{boot_base}/{boot_token}.ipxe"
     _write(d / "boot-digest", digest)
-    _write(d / "boot-url", f"{boot_base}/{boot_token}.ipxe\n")
-    _write(d / "dhcp-hosts", "".join(dhcp_host_entry(m, node_id) + "\n" for m in macs))
+    _write(d / "boot-url", url + "\n")
+    _write(d / "macs", "".join(m + "\n" for m in macs))
+    for mac in macs:
+        dhcp.set_boot(dhcp_dirs(root), mac, url)
     return d
 
 
@@ -59,4 +66,8 @@ def clean_up(root: Path, node_id: str) -> None:
     digest_file = d / "boot-digest"
     if digest_file.is_file():
         script_path(root, digest_file.read_text().strip()).unlink(missing_ok=True)
+    macs_file = d / "macs"
+    if macs_file.is_file():
+        for mac in macs_file.read_text().split():
+            dhcp.clear_boot(dhcp_dirs(root), mac)  # from its next DHCP request: local disk
     shutil.rmtree(d, ignore_errors=True)

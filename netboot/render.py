@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-
-MAC_RE = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
 
 
 @dataclass(frozen=True)
@@ -30,11 +27,3 @@ def ipxe_script(target: BootTarget) -> str:
         # Hand over to the next boot device (the local disk) without retrying the network.
         return "#!ipxe\nsanboot --no-describe --drive 0x80 || exit\n"
     return "#!ipxe\nexit\n"
-
-
-def dhcp_host_entry(mac: str, node_id: str, ipxe_tag: str = "bms") -> str:
-    """A dnsmasq ``dhcp-host`` line that tags a known MAC for chainloading our iPXE script."""
-    mac = mac.lower()
-    if not MAC_RE.match(mac):
-        raise ValueError(f"not a MAC address: {mac!r}")
-    return f"dhcp-host={mac},set:{ipxe_tag},set:node-{node_id[:8]}"

@@ -343,5 +343,15 @@ def secrets_rotate() -> None:
     click.echo(f"re-encrypted {count} secrets")
 
 
+def _register_netboot_commands() -> None:
+    """``bms lab …`` (QEMU lab) and, when present, ``bms ramdisk …``: commands owned by
+    ``netboot``, registered here where the entry points are wired."""
+    from netboot.lab.cli import lab
+
+    main.add_command(lab)
+
+
+_register_netboot_commands()
+
 if __name__ == "__main__":
     main()

@@ -16,7 +16,6 @@ import signal
 import socket
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TypeVar
@@ -56,24 +55,6 @@ except (OSError, AttributeError):  # not Linux
 def _set_pdeathsig() -> None:
     if _prctl is not None:
         _prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-
-
-def poll_until(
-    probe: Callable[[], T | None],
-    *,
-    timeout: float,
-    interval: float = 0.05,
-    what: str = "condition",
-) -> T:
-    """Call ``probe`` until it returns something other than None/False; TimeoutError after."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = probe()
-        if result is not None and result is not False:
-            return result
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"{what} not reached within {timeout:.1f}s")
-        time.sleep(interval)
 
 
 class ManagedProcess:

@@ -37,7 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.emulators._process import EmulatedBmc, ManagedProcess, poll_until
+from netboot.lab.procs import poll_until
+from tests.emulators._process import EmulatedBmc, ManagedProcess
 
 HOST = "127.0.0.1"
 BMC_ADDR = 0x20

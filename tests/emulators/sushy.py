@@ -38,7 +38,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.emulators._process import EmulatedBmc, ManagedProcess, poll_until
+from netboot.lab.procs import poll_until
+from tests.emulators._process import EmulatedBmc, ManagedProcess
 
 HOST = "127.0.0.1"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from netboot import artefacts, configdrive, tokens
+from netboot import artefacts, configdrive, dhcp, tokens
 from netboot.render import BootTarget, ipxe_script
 
 TARGET = BootTarget(
@@ -31,13 +31,16 @@ def test_a_boot_script_is_reachable_only_with_its_operations_token(tmp_path: Pat
     assert artefacts.script_for(tmp_path, tokens.new_token()) is None
     assert (d / "boot-url").read_text() == f"http://p/v1/boot/{token}.ipxe\n"
     assert token not in "".join(p.name for p in tmp_path.rglob("*"))  # stored hashed only
-    assert "dhcp-host=52:54:00:00:00:01,set:bms" in (d / "dhcp-hosts").read_text()
+    dirs = artefacts.dhcp_dirs(tmp_path)
+    assert dhcp.boot_url(dirs, "52:54:00:00:00:01") == f"http://p/v1/boot/{token}.ipxe"
     # a new operation replaces the old one: the old token stops working
     second = tokens.new_token()
     artefacts.prepare(tmp_path, "n1", ["52:54:00:00:00:01"], TARGET, second, "http://p/v1/boot")
     assert artefacts.script_for(tmp_path, token) is None
+    assert dhcp.boot_url(dirs, "52:54:00:00:00:01") == f"http://p/v1/boot/{second}.ipxe"
     artefacts.clean_up(tmp_path, "n1")
     assert artefacts.script_for(tmp_path, second) is None
+    assert dhcp.boot_url(dirs, "52:54:00:00:00:01") is None  # boots from its disk now
     assert not list((tmp_path / "boot").iterdir())
 
 
