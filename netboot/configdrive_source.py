@@ -51,6 +51,7 @@ def drive_for(s: Session, node: Node) -> configdrive.ConfigDrive:
         user_data=inst.user_data,
         addresses=addresses,
         dns=dns,
+        meta={str(k): str(v) for k, v in (inst.meta or {}).items()},
     )
 
 

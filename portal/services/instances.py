@@ -85,6 +85,7 @@ def create(ctx: Context, s: Session, data: dict[str, Any], principal: Principal)
         ram_mb=flavor.ram_mb,
         ssh_keys=keys,
         user_data=data.get("user_data"),
+        meta=dict(data.get("metadata") or {}),
         requested_networks=networks,
         availability_zone=zone,
         server_group_id=group_id,

@@ -138,10 +138,10 @@ def test_cleaning_through_the_agent_then_its_token_is_dead(client, world, jobs, 
     assert not (ctx.settings.var_dir / "netboot" / "nodes" / node_id).exists()
 
 
-def _boot(client: Any, world: Any, jobs: Any) -> str:
+def _boot(client: Any, world: Any, jobs: Any, **extra: Any) -> str:
     r = client.post(
         "/v1/instances",
-        json={"name": "web-1", "flavor": world.flavor, "image": world.image},
+        json={"name": "web-1", "flavor": world.flavor, "image": world.image, **extra},
         headers=world.alice,
     )
     assert r.status_code == 202, r.json
@@ -151,7 +151,7 @@ def _boot(client: Any, world: Any, jobs: Any) -> str:
 
 def test_deploy_writes_the_image_and_config_drive_through_the_agent(client, world, jobs, ctx):
     node_id, _ = enroll_available(client, world, jobs, ctx)
-    inst_id = _boot(client, world, jobs)
+    inst_id = _boot(client, world, jobs, metadata={"bms_callback": "http://10.0.0.1/cb"})
     assert node_state(ctx, node_id) == "wait call-back"
     agent = Agent(client, ctx, node_id)
     assert agent.lookup().status_code == 200
@@ -188,6 +188,7 @@ def test_deploy_writes_the_image_and_config_drive_through_the_agent(client, worl
     with ctx.session() as s:
         inst = s.get_one(Instance, inst_id)
         assert meta["uuid"] == inst.id and meta["hostname"] == "web-1"
+        assert meta["meta"] == {"bms_callback": "http://10.0.0.1/cb"}
         assert net["networks"][0]["ip_address"] == inst.addresses[0].address
         assert net["links"][0]["ethernet_mac_address"] == MAC
     agent.report(cmd["id"], result={"partition": "/dev/vda2"})
@@ -213,6 +214,15 @@ def test_a_bad_checksum_fails_the_deploy_with_the_agents_error(client, world, jo
         inst = s.get_one(Instance, inst_id)
         assert inst.status == "ERROR" and "sha256 mismatch" in inst.fault["message"]
     assert agent.heartbeat().status_code == 403
+
+
+def test_instance_metadata_is_strings_only(client, world) -> None:
+    r = client.post(
+        "/v1/instances",
+        json={"name": "x", "flavor": world.flavor, "image": world.image, "metadata": {"a": 1}},
+        headers=world.alice,
+    )
+    assert r.status_code == 422 and "metadata" in r.get_data(True)
 
 
 def test_results_for_commands_never_handed_out_are_refused(client, world, jobs, ctx) -> None:

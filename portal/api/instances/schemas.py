@@ -23,6 +23,13 @@ class InstanceCreate(Schema):
     key_names = fields.List(fields.String(), load_default=list, validate=validate.Length(max=20))
     networks = fields.List(fields.String(), load_default=list, validate=validate.Length(max=8))
     user_data = fields.String(allow_none=True, validate=validate.Length(max=65535))
+    metadata = fields.Dict(
+        keys=fields.String(validate=validate.Length(min=1, max=255)),
+        values=fields.String(validate=validate.Length(max=255)),
+        load_default=dict,
+        validate=validate.Length(max=128),
+        metadata={"description": "key/value pairs, on the config drive as meta_data.json 'meta'"},
+    )
     availability_zone = fields.String(allow_none=True, validate=validate.Length(max=255))
     server_group = fields.String(
         allow_none=True, metadata={"description": "server group id (affinity policies)"}
@@ -72,6 +79,7 @@ class InstanceOut(Schema):
     availability_zone = fields.String(allow_none=True)
     server_group = fields.String(attribute="server_group_id", allow_none=True)
     scheduler_hints = fields.Dict()
+    metadata = fields.Dict(attribute="meta")
     created_at = fields.DateTime()
     updated_at = fields.DateTime(allow_none=True)
     launched_at = fields.DateTime(allow_none=True)

@@ -40,6 +40,8 @@ class Instance(TimestampMixin, Base):
         String(36), ForeignKey("server_groups.id", ondelete="SET NULL"), index=True
     )
     scheduler_hints: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Nova's server metadata: the tenant's key/value pairs, on the config drive ("meta").
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
     # Requested networks (ids); the provider network when none were asked for.
     requested_networks: Mapped[list[Any]] = mapped_column(default=list)
     # The RQ job working on this instance; the reconciler re-enqueues if it vanished.
