@@ -106,6 +106,8 @@ def heartbeat(s: Session, node: Node, row: AgentSession, body: dict[str, Any]) -
     if isinstance(message, str):
         row.message = message[:255]
     command = (node.driver_internal_info or {}).get("agent_command")
+    if body.get("status") == "busy":  # it is running one: the next comes when it is idle
+        return {"command": None}
     if not command or command["id"] in (row.sent or []) or command["id"] in (row.results or {}):
         return {"command": None}
     row.sent = [*(row.sent or []), command["id"]]

@@ -344,11 +344,15 @@ def secrets_rotate() -> None:
 
 
 def _register_netboot_commands() -> None:
-    """``bms lab …`` (QEMU lab) and, when present, ``bms ramdisk …``: commands owned by
-    ``netboot``, registered here where the entry points are wired."""
+    """``bms lab …`` (the QEMU lab and its test image) and ``bms ramdisk build``: commands
+    owned by ``netboot``, registered here where the entry points are wired."""
     from netboot.lab.cli import lab
+    from netboot.ramdisk.cli import ramdisk
+    from netboot.testimage.cli import lab_image
 
+    lab.add_command(lab_image)  # bms lab image
     main.add_command(lab)
+    main.add_command(ramdisk)  # bms ramdisk build
 
 
 _register_netboot_commands()

@@ -38,12 +38,38 @@ def _record(machine: Machine, name: str, value: str) -> None:
     os.replace(tmp, machine.chassis_dir / name)
 
 
+# A machine whose VM was taken out of the chassis while its BMC stays (``bms lab`` tests:
+# a node that never netboots): the BMC accepts power requests, nothing boots.
+REMOVED = "removed"
+
+
+def _removed(machine: Machine, verb: str, item: str, value: str) -> str:
+    if (verb, item) == ("get", "power"):
+        return f"power:{_boot_state(machine)}"
+    if (verb, item) == ("get", "boot"):
+        return f"boot:{_boot_device(machine)}"
+    if (verb, item) == ("set", "power"):
+        _record(machine, "power-removed", "1" if value == "1" else "0")
+    elif (verb, item) == ("set", "boot"):
+        _record(machine, "boot", value or "none")
+    return ""
+
+
+def _boot_state(machine: Machine) -> str:
+    try:
+        return (machine.chassis_dir / "power-removed").read_text().strip() or "0"
+    except FileNotFoundError:
+        return "0"
+
+
 def handle(machine: Machine, args: list[str]) -> str:
     """Act on one chassis_control request; what to print."""
     machine.chassis_dir.mkdir(parents=True, exist_ok=True)
     with open(machine.chassis_dir / "calls.log", "a") as log:
         log.write(f"{time.time():.3f} {' '.join(args)}\n")
     verb, item, value = (*args, "", "", "")[:3]
+    if (machine.dir / REMOVED).exists():
+        return _removed(machine, verb, item, value)
     if (verb, item) == ("get", "power"):
         return f"power:{int(machines.is_running(machine))}"
     if (verb, item) == ("get", "boot"):

@@ -1,0 +1,1 @@
+"""The deploy ramdisk: Debian kernel + busybox initramfs with the shell agent."""

@@ -1,0 +1,1 @@
+"""Tiny bootable test image: boots, reads its config drive, calls back."""
