@@ -55,7 +55,7 @@ def _prepare_netboot(task: NodeTask, env: StepEnv) -> None:
         kind="ramdisk",
         kernel_url=f"{base}/deploy.kernel",
         ramdisk_url=f"{base}/deploy.initramfs",
-        kernel_params=f"bms_api={env.public_url} bms_boot={token} console=ttyS0 console=tty0",
+        kernel_params=f"bms_api={env.public_url} bms_boot={token} console=tty0 console=ttyS0",
     )
     macs = [p["address"] for p in task.ports if p.get("pxe_enabled", True)]
     artefacts.prepare(

@@ -327,7 +327,7 @@ cmd_write_image() {
     echo "$dpid" >"$STATE/dd.pid"
     echo "${size:-0}" >"$STATE/total"
     t0=$(cut -d' ' -f1 "$PROC/uptime")
-    { wget -O - "$url" 2>"$f.wget"; echo $? >"$f.rc"; } | tee "$f.hash" "$f.count" >"$f.disk"
+    { wget --header "X-Agent-Token: $AGENT_TOKEN" -O - "$url" 2>"$f.wget"; echo $? >"$f.rc"; } | tee "$f.hash" "$f.count" >"$f.disk"
     wait "$dpid"
     ddrc=$?
     wait "$hpid" "$cpid"
@@ -354,7 +354,7 @@ cmd_write_configdrive() {
     disk=$(disk_path "$(arg disk)") || fail "no disk found"
     [ -n "$url" ] || fail "write_configdrive: no url"
     img=$STATE/configdrive.img
-    wget -O "$img" "$url" 2>"$STATE/cd.wget" || fail "download failed: $(tail -n 1 "$STATE/cd.wget")"
+    wget --header "X-Agent-Token: $AGENT_TOKEN" -O "$img" "$url" 2>"$STATE/cd.wget" || fail "download failed: $(tail -n 1 "$STATE/cd.wget")"
     want=$(arg sha256 | tr 'A-F' 'a-f')
     if [ -n "$want" ] && [ "$(sha256sum "$img" | cut -d' ' -f1)" != "$want" ]; then
         fail "config drive checksum mismatch"

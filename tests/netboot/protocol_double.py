@@ -152,6 +152,10 @@ class _Handler(BaseHTTPRequestHandler):
         if not path.startswith("/files/") or data is None:
             self._send(404, b"not found\n", "text/plain")
             return
+        # As the portal: the image and the config drive are the agent's, token required.
+        if self.headers.get("X-Agent-Token") != self.double.agent_token:
+            self._send(401, b"agent token required\n", "text/plain")
+            return
         self._send(200, data, "application/octet-stream")
 
     def do_POST(self) -> None:

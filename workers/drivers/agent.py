@@ -54,7 +54,7 @@ class AgentDeploy:
             task,
             "write_image",
             {
-                "url": task.instance["agent_image_url"],
+                "url": f"{task.instance['agent_image_url']}?node_id={task.node_id}",
                 "sha256": task.instance["image_sha256"],
                 "size": task.instance.get("image_size"),
             },
@@ -64,7 +64,10 @@ class AgentDeploy:
         return command(
             task,
             "write_configdrive",
-            {"url": task.instance["agent_configdrive_url"], "label": "config-2"},
+            {
+                "url": f"{task.instance['agent_configdrive_url']}?node_id={task.node_id}",
+                "label": "config-2",
+            },
         )
 
     def wipe_disks(self, task: NodeTask) -> StepResult:
