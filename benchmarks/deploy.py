@@ -68,6 +68,8 @@ def _first(events: list[Any], pred: Any) -> float | None:
 
 def _phases(ctx: Any, inst_id: str, node_id: str, callback_at: float | None) -> dict[str, float]:
     ev = _events(ctx, [inst_id, node_id])
+    start = _first(ev, lambda e: e.type == "instance.created" and e.resource_id == inst_id)
+    ev = [e for e in ev if start is None or e.created_at.timestamp() >= start]  # this deploy
 
     def at(type_: str, **payload: Any) -> float | None:
         return _first(
