@@ -242,3 +242,23 @@ def test_boot_script_and_artefacts(client, ctx) -> None:
     assert r.status_code == 206 and r.data == b"K" * 10
     assert client.get("/v1/boot/artefacts/../secret.key").status_code == 404
     assert client.get("/v1/boot/52-54-00-12-00-01.ipxe").get_data(True) == "#!ipxe\nexit\n"
+
+
+def test_a_failed_wipe_lands_in_clean_failed_with_the_agents_error(client, world, jobs, ctx):
+    r = client.post("/v1/nodes", json=node_body(1, driver="fake-agent"), headers=world.admin)
+    node_id = r.json["uuid"]
+    for target in ("manage", "provide"):
+        client.put(
+            f"/v1/nodes/{node_id}/states/provision", json={"target": target}, headers=world.admin
+        )
+        jobs()
+    agent = Agent(client, ctx, node_id)
+    agent.lookup()
+    cmd = agent.next_command()
+    agent.report(cmd["id"], ok=False, error="verify failed: 4096 non-zero bytes at 0x1000")
+    jobs()
+    with ctx.session() as s:
+        node = s.get_one(Node, node_id)
+        assert node.provision_state == "clean failed" and node.power_state == "power off"
+        assert "the agent's wipe failed: verify failed: 4096 non-zero bytes" in node.last_error
+    assert agent.heartbeat().status_code == 403
