@@ -18,6 +18,16 @@ def default_cache_dir() -> Path:
     return Settings.from_env().var_dir / "cache" / "debian"
 
 
+# The Debian package cache, shared by ``bms ramdisk build`` and ``bms lab image``.
+cache_option = click.option(
+    "--cache",
+    "cache_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Package cache (default: $BMS_VAR_DIR/cache/debian).",
+)
+
+
 @click.group("ramdisk")
 def ramdisk() -> None:
     """The deploy ramdisk (kernel + initramfs with the shell agent)."""
@@ -31,13 +41,7 @@ def ramdisk() -> None:
     default=None,
     help="Output directory (default: $BMS_VAR_DIR/netboot/artefacts).",
 )
-@click.option(
-    "--cache",
-    "cache_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Package cache (default: $BMS_VAR_DIR/cache/debian).",
-)
+@cache_option
 def ramdisk_build(out_dir: Path | None, cache_dir: Path | None) -> None:
     """Build deploy.kernel and deploy.initramfs from Debian packages."""
     from netboot.ramdisk.build import build

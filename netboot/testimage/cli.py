@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from netboot.ramdisk.cli import cache_option, default_cache_dir
 from portal.core.config import Settings
 
 
@@ -18,13 +19,7 @@ from portal.core.config import Settings
     default=None,
     help="Output file (default: $BMS_VAR_DIR/netboot/artefacts/test-image.raw).",
 )
-@click.option(
-    "--cache",
-    "cache_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Package cache (default: $BMS_VAR_DIR/cache/debian).",
-)
+@cache_option
 @click.option(
     "--callback",
     default=None,
@@ -38,7 +33,7 @@ def lab_image(out: Path | None, cache_dir: Path | None, callback: str | None) ->
     t0 = time.monotonic()
     path = build_test_image(
         out or var / "netboot" / "artefacts" / "test-image.raw",
-        cache_dir or var / "cache" / "debian",
+        cache_dir or default_cache_dir(),
         callback,
     )
     click.echo(f"{path} ({path.stat().st_size:,} bytes) in {time.monotonic() - t0:.1f}s")
