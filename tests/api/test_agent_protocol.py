@@ -67,6 +67,18 @@ class Agent:
         return dict(r.json["command"])
 
 
+def in_clean_wait(client: Any, world: Any, jobs: Any) -> str:
+    """A fake-agent node, managed and provided: cleaning waits for its agent."""
+    r = client.post("/v1/nodes", json=node_body(1, driver="fake-agent"), headers=world.admin)
+    node_id = str(r.json["uuid"])
+    for target in ("manage", "provide"):
+        client.put(
+            f"/v1/nodes/{node_id}/states/provision", json={"target": target}, headers=world.admin
+        )
+        jobs()
+    return node_id
+
+
 def enroll_available(client: Any, world: Any, jobs: Any, ctx: Any) -> tuple[str, Agent]:
     body = node_body(1, driver="fake-agent")
     r = client.post("/v1/nodes", json=body, headers=world.admin)
@@ -97,13 +109,7 @@ def node_state(ctx: Any, node_id: str) -> str:
 
 
 def test_lookup_hands_the_token_out_once_and_only_with_the_boot_token(client, world, jobs, ctx):
-    r = client.post("/v1/nodes", json=node_body(1, driver="fake-agent"), headers=world.admin)
-    node_id = r.json["uuid"]
-    for target in ("manage", "provide"):
-        client.put(
-            f"/v1/nodes/{node_id}/states/provision", json={"target": target}, headers=world.admin
-        )
-        jobs()
+    node_id = in_clean_wait(client, world, jobs)
     agent = Agent(client, ctx, node_id)
     assert agent.lookup(macs=["52:54:00:99:99:99"]).status_code == 404  # unknown MAC
     assert agent.lookup(boot_token="not-the-token").status_code == 401
@@ -245,13 +251,7 @@ def test_boot_script_and_artefacts(client, ctx) -> None:
 
 
 def test_a_failed_wipe_lands_in_clean_failed_with_the_agents_error(client, world, jobs, ctx):
-    r = client.post("/v1/nodes", json=node_body(1, driver="fake-agent"), headers=world.admin)
-    node_id = r.json["uuid"]
-    for target in ("manage", "provide"):
-        client.put(
-            f"/v1/nodes/{node_id}/states/provision", json={"target": target}, headers=world.admin
-        )
-        jobs()
+    node_id = in_clean_wait(client, world, jobs)
     agent = Agent(client, ctx, node_id)
     agent.lookup()
     cmd = agent.next_command()

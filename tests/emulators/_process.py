@@ -8,6 +8,7 @@ tied to the starting thread), and an ``atexit`` hook kills whatever is still ali
 
 from __future__ import annotations
 
+import abc
 import atexit
 import contextlib
 import ctypes
@@ -140,7 +141,7 @@ def _kill_leftovers() -> None:
         proc.kill()
 
 
-class EmulatedBmc:
+class EmulatedBmc(abc.ABC):
     """What both emulators share: one managed process on a port that survives restarts.
 
     Subclasses set ``port`` (0: pick one), ``_port_kind`` and ``_proc``, and implement
@@ -160,11 +161,11 @@ class EmulatedBmc:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
 
-    def _launch(self) -> ManagedProcess:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _launch(self) -> ManagedProcess: ...
 
-    def _wait_ready(self) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _wait_ready(self) -> None: ...
 
     def _lost_port(self, log_tail: str) -> bool:
         return True
