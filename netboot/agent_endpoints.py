@@ -107,10 +107,13 @@ def make_blueprint(
             img = s.get(Image, inst.image_id) if inst else None
             if img is None or img.status != "active":
                 raise NotFound("this node has no instance image to write")
-            image_id = img.id
-        path = store().path(image_id)
+            image_id, fmt = img.id, img.disk_format
+        # The agent writes raw bytes: other formats were converted by the deploy's
+        # prepare_image step (workers.imageconvert), into the store's raw variant.
+        raw = store().variant_path(image_id, "raw") if fmt != "raw" else store().path(image_id)
+        path = raw if raw is not None and raw.exists() else None
         if path is None:
-            raise NotFound("the image's bytes are missing from the image store")
+            raise NotFound(f"the image's {'raw copy' if fmt != 'raw' else 'bytes'} is missing")
         # conditional=True: Range requests, so an interrupted download can resume.
         return send_file(path, mimetype="application/octet-stream", conditional=True)
 

@@ -13,6 +13,7 @@ from rq import Queue
 
 from portal.core.config import Settings
 from portal.core.db import Database
+from portal.core.imagestore import ImageStore, LocalImageStore
 from portal.core.secrets import Cipher, load_keys
 from workers.redis_conn import connect
 
@@ -28,6 +29,10 @@ class WorkerContext:
     @property
     def netboot_root(self) -> Path:
         return self.settings.var_dir / "netboot"
+
+    @property
+    def image_store(self) -> ImageStore:
+        return LocalImageStore(self.settings.image_dir)
 
     @classmethod
     def build(cls, settings: Settings, db: Database | None = None) -> WorkerContext:

@@ -143,7 +143,13 @@ def run_plan(
     if position > 0 and "agent_command" in task.internal:
         with ctx.db.session() as s:
             take_agent_result(s, node_id, task)
-    env = StepEnv(driver=driver, netboot_root=ctx.netboot_root, public_url=ctx.settings.public_url)
+    env = StepEnv(
+        driver=driver,
+        netboot_root=ctx.netboot_root,
+        public_url=ctx.settings.public_url,
+        images=ctx.image_store,
+        convert_timeout=ctx.settings.job_timeout,
+    )
     interval = ctx.settings.checkpoint_interval
     last_checkpoint = time.monotonic()
     power: list[str] = []  # power states reached since the last checkpoint, in order

@@ -13,7 +13,9 @@ from pathlib import Path
 
 from netboot import artefacts, tokens
 from netboot.render import BootTarget
+from portal.core.imagestore import ImageStore
 from portal.core.states import POWER_OFF, POWER_ON
+from workers import imageconvert
 from workers.drivers.base import Driver, NodeTask, StepResult
 
 
@@ -22,6 +24,8 @@ class StepEnv:
     driver: Driver
     netboot_root: Path
     public_url: str
+    images: ImageStore
+    convert_timeout: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,29 @@ def _boot_device(device: str) -> Callable[[NodeTask, StepEnv], None]:
         env.driver.management.set_boot_device(task, device, persistent=device == "disk")
 
     return run
+
+
+def _prepare_image(task: NodeTask, env: StepEnv) -> None:
+    """What the deploy interface writes: the image itself if it takes the image's format,
+    else its raw copy (converted once, in this worker, before the node is powered on)."""
+    fmt = task.instance.get("image_disk_format") or "raw"
+    image_id = task.instance.get("image_id")
+    if fmt in env.driver.deploy.image_formats or not image_id:
+        task.internal["image_write"] = {
+            "image_id": image_id,
+            "format": fmt,
+            "sha256": task.instance.get("image_sha256"),
+            "size": task.instance.get("image_size"),
+        }
+        return
+    raw = imageconvert.ensure_raw(env.images, image_id, fmt, env.convert_timeout)
+    task.internal["image_write"] = {
+        "image_id": image_id,
+        "format": imageconvert.RAW,
+        "converted_from": fmt,
+        "sha256": raw.sha256,
+        "size": raw.size,
+    }
 
 
 def _prepare_netboot(task: NodeTask, env: StepEnv) -> None:
@@ -72,6 +99,7 @@ def _clean_up_netboot(task: NodeTask, env: StepEnv) -> None:
 def forget_netboot(internal: dict[str, object]) -> None:
     internal.pop("boot_token_hash", None)
     internal.pop("agent_command", None)
+    internal.pop("image_write", None)
 
 
 def _reboot(task: NodeTask, env: StepEnv) -> None:
@@ -79,6 +107,7 @@ def _reboot(task: NodeTask, env: StepEnv) -> None:
 
 
 DEPLOY: tuple[Step, ...] = (
+    Step("prepare_image", _prepare_image),
     Step("power_off", _power(POWER_OFF), POWER_OFF),
     Step("set_boot_pxe", _boot_device("pxe")),
     Step("prepare_netboot", _prepare_netboot),

@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 CHUNK = 1024 * 1024
 
@@ -25,13 +25,20 @@ class Stored:
     sha256: str
 
 
+class Readable(Protocol):
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
 class ImageStore(Protocol):
     def put(
-        self, image_id: str, stream: BinaryIO, expected_sha256: str | None = None
+        self, image_id: str, stream: Readable, expected_sha256: str | None = None
     ) -> Stored: ...
     def path(self, image_id: str) -> Path | None: ...
     def open(self, image_id: str) -> Iterator[bytes]: ...
     def delete(self, image_id: str) -> None: ...
+    def variant_path(self, image_id: str, variant: str) -> Path:
+        """Where a copy derived from the image (e.g. its ``raw`` conversion) lives."""
+        ...
 
 
 class LocalImageStore:
@@ -41,7 +48,7 @@ class LocalImageStore:
     def _final(self, image_id: str) -> Path:
         return self.root / image_id
 
-    def put(self, image_id: str, stream: BinaryIO, expected_sha256: str | None = None) -> Stored:
+    def put(self, image_id: str, stream: Readable, expected_sha256: str | None = None) -> Stored:
         """Write to a temporary file while hashing; move into place only if the checksum holds."""
         self.root.mkdir(parents=True, exist_ok=True)
         digest, size = hashlib.sha256(), 0
@@ -74,3 +81,8 @@ class LocalImageStore:
 
     def delete(self, image_id: str) -> None:
         self._final(image_id).unlink(missing_ok=True)
+        for derived in self.root.glob(f"{image_id}.*"):
+            derived.unlink(missing_ok=True)
+
+    def variant_path(self, image_id: str, variant: str) -> Path:
+        return self.root / f"{image_id}.{variant}"

@@ -8,7 +8,7 @@ from sqlalchemy import Select, exists, or_, select
 from sqlalchemy import update as sql_update
 from sqlalchemy.orm import Session
 
-from portal.core import events
+from portal.core import events, imageformat
 from portal.core.errors import Conflict, Forbidden, Invalid, NotFound
 from portal.core.imagestore import ChecksumMismatch
 from portal.core.models import Image, ImageMember, Instance
@@ -104,9 +104,11 @@ def upload(ctx: Context, image_id: str, stream: BinaryIO, principal: Principal) 
                 f"image is '{image.status}': data can be uploaded once, to a queued image",
                 state=image.status,
             )
-        expected = image.expected_sha256
+        expected, declared = image.expected_sha256, image.disk_format
     try:
-        stored = ctx.store.put(image_id, stream, expected)
+        head = _read_head(stream, imageformat.HEADER_BYTES)
+        fmt = imageformat.check(declared, head)
+        stored = ctx.store.put(image_id, _Prefixed(head, stream), expected)
     except BaseException as exc:
         with ctx.session() as s:
             image = s.get_one(Image, image_id)
@@ -124,10 +126,13 @@ def upload(ctx: Context, image_id: str, stream: BinaryIO, principal: Principal) 
             raise Invalid(
                 str(exc), field="sha256", expected=exc.expected, actual=exc.actual
             ) from None
+        if isinstance(exc, imageformat.FormatError):
+            raise Invalid(str(exc), field="disk_format", declared=declared) from None
         raise
     with ctx.session() as s:
         image = s.get_one(Image, image_id)
         image.size, image.checksum_sha256, image.status = stored.size, stored.sha256, "active"
+        image.virtual_size = fmt.virtual_size or stored.size
         events.record(
             s,
             "image.uploaded",
@@ -139,6 +144,28 @@ def upload(ctx: Context, image_id: str, stream: BinaryIO, principal: Principal) 
             sha256=stored.sha256,
         )
     return image
+
+
+def _read_head(stream: BinaryIO, n: int) -> bytes:
+    """The first ``n`` bytes (fewer only at the end of the data): reads may return less."""
+    head = b""
+    while len(head) < n and (chunk := stream.read(n - len(head))):
+        head += chunk
+    return head
+
+
+class _Prefixed:
+    """``head`` then the rest of ``stream``: the store sees the upload from its first byte."""
+
+    def __init__(self, head: bytes, stream: BinaryIO) -> None:
+        self._head, self._stream = head, stream
+
+    def read(self, n: int = -1) -> bytes:
+        if not self._head:
+            return self._stream.read(n)
+        cut = len(self._head) if n < 0 else n
+        out, self._head = self._head[:cut], self._head[cut:]
+        return out
 
 
 def delete(ctx: Context, s: Session, image: Image, principal: Principal) -> None:

@@ -35,6 +35,13 @@ def get_visible(s: Session, ident: str, principal: Principal) -> Instance:
     return inst
 
 
+GIB = 1024**3
+
+
+def _gb(size: int) -> str:
+    return f"{size / GIB:.1f}".removesuffix(".0")
+
+
 def create(ctx: Context, s: Session, data: dict[str, Any], principal: Principal) -> Instance:
     flavor = flavors.get_visible(s, data["flavor"], principal)
     image = images.get_visible(s, data["image"], principal)
@@ -45,6 +52,13 @@ def create(ctx: Context, s: Session, data: dict[str, Any], principal: Principal)
     if image.min_disk and image.min_disk > flavor.disk_gb:
         raise Invalid(
             f"image needs {image.min_disk} GB of disk; flavor '{flavor.name}' has {flavor.disk_gb}",
+            field="flavor",
+        )
+    virtual_size = image.virtual_size or 0
+    if flavor.disk_gb and virtual_size > flavor.disk_gb * GIB:
+        raise Invalid(
+            f"image '{image.name}' is a {_gb(virtual_size)} GB disk; "
+            f"flavor '{flavor.name}' has {flavor.disk_gb} GB",
             field="flavor",
         )
     keys = _keypairs(s, data.get("key_names") or [], principal)

@@ -13,6 +13,7 @@ from tenants.principal import Principal
 from tests.helpers import make_available, seed_world
 from workers import queue as jobqueue
 from workers.jobs.reconcile import reconcile
+from workers.steps import DEPLOY
 
 
 def _alice(s) -> Principal:
@@ -34,7 +35,8 @@ def test_deploy_waits_for_callback_then_resumes(ctx, jobs):
         node = s.get_one(Node, node_id)
         assert node.provision_state == "wait call-back" and node.target_provision_state == "active"
         assert node.reservation is None  # nobody is held while the agent works
-        assert node.driver_internal_info["plan_step"] == 5  # after write_image
+        after_write = [step.name for step in DEPLOY].index("write_image") + 1
+        assert node.driver_internal_info["plan_step"] == after_write
         assert s.get_one(Instance, inst_id).status == "BUILD"
     jobqueue.enqueue(ctx.queue, "continue_deploy", node_id)  # what the agent's callback does
     jobs()

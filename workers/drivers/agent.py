@@ -20,6 +20,7 @@ from workers.drivers.base import (
 )
 
 WIPE_MODES = ("metadata", "full")
+CONVERTIBLE = ("raw", "qcow2")  # raw is written as is, qcow2 as its raw copy
 
 
 def command(task: NodeTask, name: str, args: dict[str, Any]) -> StepResult:
@@ -28,6 +29,10 @@ def command(task: NodeTask, name: str, args: dict[str, Any]) -> StepResult:
 
 
 class AgentDeploy:
+    image_formats: tuple[str, ...] = (
+        "raw",
+    )  # the agent streams bytes to disk: qcow2 is converted first
+
     def validate(self, task: NodeTask) -> None:
         if not any(p.get("pxe_enabled", True) for p in task.ports):
             raise DriverError(
@@ -41,22 +46,30 @@ class AgentDeploy:
                 ErrorKind.INVALID,
             )
         check_image_fields(task)
-        if task.instance.get("image_disk_format") not in ("raw", None):
+        if task.instance.get("image_disk_format") not in (*CONVERTIBLE, None):
             raise DriverError(
-                f"image format {task.instance.get('image_disk_format')!r} cannot be written "
-                "by the agent yet: upload a raw image",
+                f"image format {task.instance.get('image_disk_format')!r} cannot be deployed: "
+                f"allowed {', '.join(CONVERTIBLE)}",
                 ErrorKind.UNSUPPORTED,
             )
 
     def write_image(self, task: NodeTask) -> StepResult:
         self.validate(task)
+        # What prepare_image chose (the raw copy of a qcow2 image), if it ran for this image.
+        chosen = task.internal.get("image_write") or {}
+        if chosen.get("image_id") != task.instance.get("image_id"):
+            chosen = {}
+        if not chosen and task.instance.get("image_disk_format") not in (*self.image_formats, None):
+            raise DriverError(
+                "the image has no raw copy: the deploy's prepare_image step did not run"
+            )
         return command(
             task,
             "write_image",
             {
                 "url": f"{task.instance['agent_image_url']}?node_id={task.node_id}",
-                "sha256": task.instance["image_sha256"],
-                "size": task.instance.get("image_size"),
+                "sha256": chosen.get("sha256") or task.instance["image_sha256"],
+                "size": chosen.get("size") or task.instance.get("image_size"),
             },
         )
 

@@ -90,6 +90,10 @@ class Inventory:
 class DeployInterface(Protocol):
     """Writing and wiping disks. Returns "wait" when an agent will call back later."""
 
+    # Image formats written as they are; others are converted to raw first (the deploy
+    # plan's prepare_image step), and write_image gets the raw copy's sha256 and size.
+    image_formats: tuple[str, ...]
+
     def validate(self, task: NodeTask) -> None: ...
     def write_image(self, task: NodeTask) -> StepResult: ...
     def write_configdrive(self, task: NodeTask) -> StepResult: ...

@@ -106,6 +106,8 @@ class FakeManagement:
 
 
 class FakeDeploy:
+    image_formats: tuple[str, ...] = ("raw", "qcow2")  # it writes nothing: no conversion needed
+
     def validate(self, task: NodeTask) -> None:
         _validate(task)
         check_image_fields(task)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from portal.api.pagination import ListArgs
+from portal.core.imageformat import DISK_FORMATS
 
 VISIBILITY = ("public", "private", "shared", "community")
 SHA256 = validate.Regexp(r"^[0-9a-fA-F]{64}$", error="a sha256 is 64 hex digits")
@@ -12,7 +13,11 @@ SHA256 = validate.Regexp(r"^[0-9a-fA-F]{64}$", error="a sha256 is 64 hex digits"
 
 class ImageCreate(Schema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=255))
-    disk_format = fields.String(load_default="raw", validate=validate.OneOf(["raw", "qcow2"]))
+    disk_format = fields.String(
+        load_default="raw",
+        validate=validate.OneOf(DISK_FORMATS),
+        metadata={"description": "checked against the data's header at upload"},
+    )
     container_format = fields.String(load_default="bare", validate=validate.OneOf(["bare"]))
     min_disk = fields.Integer(load_default=0, validate=validate.Range(min=0, max=2**30))
     min_ram = fields.Integer(load_default=0, validate=validate.Range(min=0, max=2**40))
@@ -45,6 +50,9 @@ class ImageOut(Schema):
     owner = fields.String(allow_none=True)
     status = fields.String()
     size = fields.Integer(allow_none=True)
+    virtual_size = fields.Integer(
+        allow_none=True, metadata={"description": "bytes of the disk the image describes"}
+    )
     sha256 = fields.String(attribute="checksum_sha256", allow_none=True)
     protected = fields.Boolean()
     file = fields.Function(lambda i: f"/v1/images/{i.id}/file")

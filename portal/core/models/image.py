@@ -23,6 +23,8 @@ class Image(TimestampMixin, Base):
     )
     status: Mapped[str] = mapped_column(String(16), default="queued")
     size: Mapped[int | None] = mapped_column(BigInteger)
+    # The disk the image describes: its size for raw, the header's for qcow2 (Glance's name).
+    virtual_size: Mapped[int | None] = mapped_column(BigInteger)
     # sha256 the uploader promised (verified on upload) and the one we computed.
     expected_sha256: Mapped[str | None] = mapped_column(String(64))
     checksum_sha256: Mapped[str | None] = mapped_column(String(64))
