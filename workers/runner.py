@@ -18,7 +18,7 @@ from portal.core import agent_sessions, events
 from portal.core.models import Image, Instance, Node
 from workers.context import WorkerContext
 from workers.drivers.base import DriverError, ErrorKind, NodeTask, StepResult, get_driver
-from workers.steps import PLANS, StepEnv
+from workers.steps import PLANS, Step, StepEnv
 
 OnStep = Callable[[Session, Node, str, int, int], None]
 OnEnd = Callable[[Session, Node, StepResult], None]
@@ -104,6 +104,7 @@ def record_power(session: Session, node: Node, state: str, actor: str = events.S
 def forget_plan_in(info: dict[str, Any]) -> None:
     info.pop("plan", None)
     info.pop("plan_step", None)
+    info.pop("plan_last", None)
 
 
 def forget_plan(node: Node) -> None:
@@ -111,6 +112,19 @@ def forget_plan(node: Node) -> None:
     info = dict(node.driver_internal_info or {})
     forget_plan_in(info)
     node.driver_internal_info = info
+
+
+def resume_position(internal: dict[str, Any], plan: str, steps: tuple[Step, ...]) -> int:
+    """Where a stored plan goes on: after the step named ``plan_last``, so a node that
+    waits through an upgrade which added or moved steps resumes at the right one; the
+    index ``plan_step`` only for positions stored before names were."""
+    if internal.get("plan") != plan:
+        return 0
+    names = [step.name for step in steps]
+    last = internal.get("plan_last")
+    if last in names:
+        return names.index(last) + 1
+    return int(internal.get("plan_step", 0))
 
 
 def run_plan(
@@ -139,7 +153,7 @@ def run_plan(
         with ctx.db.session() as s:
             task = node_task(ctx, s, s.get_one(Node, node_id))
     driver = get_driver(task.driver)
-    position = task.internal.get("plan_step", 0) if task.internal.get("plan") == plan else 0
+    position = resume_position(task.internal, plan, steps)
     if position > 0 and "agent_command" in task.internal:
         with ctx.db.session() as s:
             take_agent_result(s, node_id, task)
@@ -157,7 +171,7 @@ def run_plan(
     for index in range(position, len(steps)):
         step = steps[index]
         result = step.run(task, env) or "done"
-        task.internal.update(plan=plan, plan_step=index + 1)
+        task.internal.update(plan=plan, plan_step=index + 1, plan_last=step.name)
         if step.power_after:
             power.append(step.power_after)
         end = result == "wait" or index + 1 == len(steps)
