@@ -28,6 +28,9 @@ class Settings:
     worker_mode: str = "inline"  # "inline": jobs run in the worker process; "fork": one per job
     checkpoint_interval: float = 1.0  # seconds between plan checkpoints during instant steps
     callback_timeout: float = 1800.0  # seconds a node may wait for its agent's callback
+    # A failed deploy's node is torn down and cleaned back into the pool (the instance
+    # stays in ERROR); off: it stays in "deploy failed" for an admin to look at.
+    release_failed_deploys: bool = True
     lock_stale_after: float = (
         120.0  # seconds a dead worker's lock may linger before the reconciler acts
     )
@@ -73,6 +76,7 @@ class Settings:
             worker_mode=e.get("BMS_WORKER_MODE", "inline"),
             checkpoint_interval=float(e.get("BMS_CHECKPOINT_INTERVAL", "1")),
             callback_timeout=float(e.get("BMS_CALLBACK_TIMEOUT", "1800")),
+            release_failed_deploys=_bool(e.get("BMS_RELEASE_FAILED_DEPLOYS"), default=True),
             lock_stale_after=float(e.get("BMS_LOCK_STALE_AFTER", "120")),
             public_url=e.get("BMS_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/"),
             default_quota_instances=int(e.get("BMS_QUOTA_INSTANCES", "10")),

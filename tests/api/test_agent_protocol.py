@@ -214,11 +214,12 @@ def test_a_bad_checksum_fails_the_deploy_with_the_agents_error(client, world, jo
     jobs()
     with ctx.session() as s:
         node = s.get_one(Node, node_id)
-        assert node.provision_state == "deploy failed" and node.power_state == "power off"
+        # failed, then given back: torn down and cleaned by the agent of a new operation
+        assert node.provision_state == "clean wait" and node.instance_id is None
         assert "sha256 mismatch" in node.last_error
         inst = s.get_one(Instance, inst_id)
         assert inst.status == "ERROR" and "sha256 mismatch" in inst.fault["message"]
-    assert agent.heartbeat().status_code == 403
+    assert agent.heartbeat().status_code == 403  # the deploy's token died with it
 
 
 def test_instance_metadata_is_strings_only(client, world) -> None:

@@ -6,6 +6,7 @@ from sqlalchemy import select
 
 from portal.core.models import Event, Node
 from tests.helpers import make_available, seed_world
+from workers import context as worker_context
 
 
 def test_boot_and_delete_returns_node_to_pool(ctx, client, jobs):
@@ -97,8 +98,7 @@ def test_no_valid_host_explains_why(ctx, client, jobs):
         assert all(n.instance_id is None for n in s.scalars(select(Node)))
 
 
-def test_deploy_failure_lands_in_deploy_failed_and_delete_recovers(ctx, client, jobs):
-    w = seed_world(ctx)
+def _boot_failing(ctx, client, jobs, w):
     (node_id,) = make_available(ctx, 1, jobs)
     with ctx.session() as s:
         node = s.get_one(Node, node_id)
@@ -109,13 +109,50 @@ def test_deploy_failure_lands_in_deploy_failed_and_delete_recovers(ctx, client, 
     jobs()
     shown = client.get(f"/v1/instances/{inst['id']}", headers=w.alice).json
     assert shown["status"] == "ERROR" and "write_image" in shown["fault"]["message"]
+    return node_id, inst["id"]
+
+
+def test_a_failed_deploy_gives_its_node_back_cleaned(ctx, client, jobs):
+    w = seed_world(ctx)
+    node_id, inst_id = _boot_failing(ctx, client, jobs, w)
+    # torn down and cleaned (the partly written disk wiped), back in the pool
+    node = client.get(f"/v1/nodes/{node_id}", headers=w.admin).json
+    assert node["provision_state"] == "available" and node["instance_uuid"] is None
+    assert node["reservation"] is None and "write_image" in node["last_error"]  # kept: why
+    with ctx.session() as s:
+        states = [
+            e.payload.get("state")
+            for e in s.query(Event)
+            .filter_by(resource_id=node_id, type="node.provision_state")
+            .order_by(Event.id)
+        ]
+        assert states[-4:] == ["deploy failed", "deleting", "cleaning", "available"], states
+        assert s.get_one(Node, node_id).recent_failures == 1  # ranked after healthy nodes
+    # the instance stays in ERROR with its fault, holding no node, until its tenant deletes it
+    shown = client.get(f"/v1/instances/{inst_id}", headers=w.admin).json
+    assert shown["status"] == "ERROR" and shown["node_id"] is None
+    assert client.delete(f"/v1/instances/{inst_id}", headers=w.alice).status_code == 202
+    jobs()
+    assert client.get(f"/v1/instances/{inst_id}", headers=w.alice).json["status"] == "DELETED"
+    assert client.get(f"/v1/nodes/{node_id}", headers=w.admin).json["provision_state"] == (
+        "available"
+    )
+
+
+def test_with_release_off_the_node_stays_for_inspection_and_delete_recovers(
+    ctx, client, jobs, monkeypatch
+):
+    monkeypatch.setenv("BMS_RELEASE_FAILED_DEPLOYS", "0")
+    worker_context.current.cache_clear()
+    w = seed_world(ctx)
+    node_id, inst_id = _boot_failing(ctx, client, jobs, w)
     node = client.get(f"/v1/nodes/{node_id}", headers=w.admin).json
     assert node["provision_state"] == "deploy failed" and "write_image" in node["last_error"]
     assert node["reservation"] is None and node["power_state"] == "power off"
     with ctx.session() as s:
         n = s.get_one(Node, node_id)
         n.driver_info = {k: v for k, v in n.driver_info.items() if k != "fake_fail"}
-    assert client.delete(f"/v1/instances/{inst['id']}", headers=w.alice).status_code == 202
+    assert client.delete(f"/v1/instances/{inst_id}", headers=w.alice).status_code == 202
     jobs()
     assert (
         client.get(f"/v1/nodes/{node_id}", headers=w.admin).json["provision_state"] == "available"

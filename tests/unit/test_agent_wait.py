@@ -45,6 +45,32 @@ def test_deploy_waits_for_callback_then_resumes(ctx, jobs):
         assert s.get_one(Instance, inst_id).status == "ACTIVE"
 
 
+def test_a_deploy_with_no_agent_times_out_and_the_node_is_given_back(ctx, jobs):
+    w = seed_world(ctx)
+    (node_id,) = make_available(ctx, 1, jobs)
+    with ctx.session() as s:
+        node = s.get_one(Node, node_id)
+        node.driver_info = {**node.driver_info, "fake_async": True}
+        inst_id = instances.create(
+            ctx, s, {"name": "a", "flavor": w.flavor, "image": w.image}, _alice(s)
+        ).id
+    jobs()
+    with ctx.session() as s:
+        node = s.get_one(Node, node_id)
+        assert node.provision_state == "wait call-back"
+        node.provision_updated_at = utcnow() - timedelta(hours=1)
+    assert reconcile()["nodes_failed"] == 1
+    with ctx.session() as s:
+        assert s.get_one(Node, node_id).provision_state == "deploy failed"
+        assert s.get_one(Instance, inst_id).status == "ERROR"
+    jobs()  # release_failed_deploy: tear-down (power off), then cleaning through the agent
+    with ctx.session() as s:
+        node = s.get_one(Node, node_id)
+        assert node.provision_state == "clean wait" and node.instance_id is None
+        assert "no sign of the deploy agent" in (node.last_error or "")
+        assert s.get_one(Instance, inst_id).node_id is None
+
+
 def _node_in_clean_wait(ctx, jobs) -> str:
     """An available node switched to an agent-style driver, then sent through cleaning."""
     (node_id,) = make_available(ctx, 1, jobs)

@@ -23,6 +23,7 @@ from scheduler.claim import claim, still_fits
 from scheduler.request import RequestSpec
 from scheduler.select import SchedulerConfig, candidates, explain
 from tenants import quotas
+from workers import queue as jobqueue
 from workers.context import WorkerContext, current, holder_name
 from workers.drivers.base import NodeTask, StepResult
 from workers.jobs.common import LockHold, fail_node, lock_node_in, node_lock
@@ -209,7 +210,40 @@ def _deploy(
                     fault={"code": "deploy_failed", "message": reason},
                 )
             locks.release(s, node_id, holder)
+            release_later(ctx, s, s.get_one(Node, node_id))
         return "failed"
+
+
+def release_later(ctx: WorkerContext, s: Session, node: Node) -> bool:
+    """Enqueue ``release_failed_deploy`` for a node whose deploy just failed, unless the
+    operator keeps failed nodes for inspection (``BMS_RELEASE_FAILED_DEPLOYS=0``)."""
+    if not ctx.settings.release_failed_deploys:
+        return False
+    if node.provision_state != DEPLOY_FAILED or node.instance_id is None:
+        return False
+    node.job_id = jobqueue.enqueue(
+        ctx.queue, "release_failed_deploy", node.id, node.instance_id, retry=jobqueue.LOCK_RETRY
+    )
+    return True
+
+
+def release_failed_deploy(node_id: str, instance_id: str) -> str:
+    """Give the node of a failed deploy back to the pool, as Nova does with Ironic: tear it
+    down and clean it (the partly written disk is wiped), and detach it from the instance,
+    which stays in ERROR with its fault until the tenant deletes it."""
+    ctx, holder = current(), holder_name()
+    with ctx.db.session() as s:
+        node = lock_node_in(s, node_id, holder)
+        if node is None or node.provision_state != DEPLOY_FAILED or node.instance_id != instance_id:
+            s.rollback()  # deleted, released, or retried by an admin since: nothing to do
+            return "skipped"
+        inst = s.get_one(Instance, instance_id)
+        why = node.last_error
+        lifecycle.fire_node(s, node, "undeploy", actor=holder, instance_id=instance_id)
+        node.last_error = why  # not an admin's new action: the failure stays on record
+        task = node_task(ctx, s, node)
+    with node_lock(ctx, node_id, holder, acquired=True) as hold:
+        return _tear_down(ctx, inst.id, node_id, hold, task, release_only=True)
 
 
 def delete_instance(instance_id: str) -> str:
@@ -251,14 +285,24 @@ def _start_undeploy(s: Session, node: Node, inst: Instance, holder: str) -> bool
 
 
 def _tear_down(
-    ctx: WorkerContext, instance_id: str, node_id: str, hold: LockHold, task: NodeTask
+    ctx: WorkerContext,
+    instance_id: str,
+    node_id: str,
+    hold: LockHold,
+    task: NodeTask,
+    release_only: bool = False,
 ) -> str:
+    """``release_only``: the node leaves a failed instance, which stays in ERROR."""
     holder = hold.holder
 
     def end(s: Session, node: Node, result: StepResult) -> None:
         node.instance_id = None
         lifecycle.fire_node(s, node, "done", actor=holder)  # deleting → cleaning
-        _mark_deleted(s, s.get_one(Instance, instance_id), holder)
+        inst = s.get_one(Instance, instance_id)
+        if release_only:
+            inst.node_id = None
+        else:
+            _mark_deleted(s, inst, holder)
 
     try:
         run_plan(ctx, node_id, "teardown", on_end=end, task=task)

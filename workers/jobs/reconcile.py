@@ -6,6 +6,8 @@
 - a transient node with no lock and no job that will pick it up: failed the same way;
 - a node waiting for its deploy agent with no heartbeat for ``BMS_CALLBACK_TIMEOUT``:
   failed and powered off;
+- a deploy failed in any of these ways gives its node back (``release_failed_deploy``:
+  tear-down and cleaning), unless ``BMS_RELEASE_FAILED_DEPLOYS`` is off;
 - an instance in BUILD or DELETING whose job vanished: its job is enqueued again
   (jobs are idempotent).
 Safe to run in several processes at once: every change is a conditional update.
@@ -27,6 +29,7 @@ from portal.core.models import AgentSession, Instance, Node
 from portal.core.states import BUILD, INSTANCE_DELETING, NODE_TRANSIENT, NODE_WAITING, POWER_OFF
 from workers import queue as jobqueue
 from workers.context import WorkerContext, current
+from workers.jobs.instances import release_later
 from workers.steps import forget_netboot
 
 log = logging.getLogger(__name__)
@@ -59,6 +62,7 @@ def reconcile() -> dict[str, int]:
             counts["locks_released"] += 1
             if node.provision_state in NODE_TRANSIENT:
                 _fail(s, node, f"worker {holder} died during '{node.provision_state}'")
+                release_later(ctx, s, node)
                 counts["nodes_failed"] += 1
 
     with ctx.db.session() as s:
@@ -73,6 +77,7 @@ def reconcile() -> dict[str, int]:
             if _job_alive(ctx, node.job_id):
                 continue
             _fail(s, node, f"no job is working on this node in '{node.provision_state}'")
+            release_later(ctx, s, node)
             counts["nodes_failed"] += 1
 
     # Waiting for an agent is not a job: it ends with the agent's report or the timeout,
@@ -97,9 +102,10 @@ def reconcile() -> dict[str, int]:
                 f"no sign of the deploy agent for {ctx.settings.callback_timeout:g} s "
                 f"in '{node.provision_state}'",
             )
-            node.job_id = jobqueue.enqueue(
-                ctx.queue, "set_power", node.id, POWER_OFF, ACTOR, retry=jobqueue.LOCK_RETRY
-            )
+            if not release_later(ctx, s, node):  # else its tear-down powers it off
+                node.job_id = jobqueue.enqueue(
+                    ctx.queue, "set_power", node.id, POWER_OFF, ACTOR, retry=jobqueue.LOCK_RETRY
+                )
             counts["nodes_failed"] += 1
 
     with ctx.db.session() as s:
