@@ -1,5 +1,6 @@
 #!/bin/sh
-# BMS deploy agent: protocol v1 of docs/deploy.md, for busybox sh (wget, sha256sum, dd, od).
+# BMS deploy agent: protocol v1 of docs/deploy.md, for busybox sh (wget, sha256sum, dd, od)
+# and util-linux sfdisk (GPT disks only), both found in PATH.
 #
 # Environment (the ramdisk's /init sets the first two from the kernel command line):
 #   BMS_API              portal base URL (bms_api=)                 required
@@ -344,56 +345,138 @@ cmd_write_image() {
     log "write_image: $bytes bytes in ${secs}s, sha256 ok"
 }
 
-# Download the config drive image (a filesystem labelled config-2), check its label, put
-# it into a new primary MBR partition (type 0x83) at the end of the disk: written with dd
-# at the partition's offset on the disk itself, then the table entry, then a re-read.
-cmd_write_configdrive() {
-    url=$(arg url)
-    label=$(arg label) || label=config-2
-    [ -n "$label" ] || label=config-2
-    disk=$(disk_path "$(arg disk)") || fail "no disk found"
-    [ -n "$url" ] || fail "write_configdrive: no url"
-    img=$STATE/configdrive.img
-    wget --header "X-Agent-Token: $AGENT_TOKEN" -O "$img" "$url" 2>"$STATE/cd.wget" || fail "download failed: $(tail -n 1 "$STATE/cd.wget")"
+# --- write_configdrive -------------------------------------------------------------------
+# The config drive gets its own partition at the end of the disk, 1 MiB-aligned, its size
+# the image's rounded up to whole MiB. The bytes go first (dd at the partition's offset on
+# the disk itself), then the table entry, then a re-read: a failure half-way leaves no
+# partition pointing at a half-written filesystem.
+#
+# MBR entries are written here by hand: 16 bytes, no checksum, no second copy; sfdisk
+# would add CHS values of its own, and MBR deploys keep working without it. A GPT is not
+# written by hand: header and entry array carry CRC32s, a backup copy lives at the end of
+# the disk and the protective MBR must match; util-linux sfdisk writes it (and tells the
+# kernel itself, with BLKPG when a re-read is refused). The ramdisk ships sfdisk.
+
+GPT_LINUX_DATA=0FC63DAF-8483-4772-8E79-3D69D8477DE4
+
+# Download the image into $1 and check its filesystem label against $LABEL; sets HAVE
+# (the label as the filesystem spells it).
+fetch_configdrive() {
+    wget --header "X-Agent-Token: $AGENT_TOKEN" -O "$1" "$url" 2>"$STATE/cd.wget" ||
+        fail "download failed: $(tail -n 1 "$STATE/cd.wget")"
     want=$(arg sha256 | tr 'A-F' 'a-f')
-    if [ -n "$want" ] && [ "$(sha256sum "$img" | cut -d' ' -f1)" != "$want" ]; then
+    if [ -n "$want" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" != "$want" ]; then
         fail "config drive checksum mismatch"
     fi
-    have=$(fs_label "$img") || fail "config drive image: no ISO 9660, FAT or ext filesystem"
-    lc() { printf '%s' "$1" | tr 'A-Z' 'a-z'; }
-    [ "$(lc "$have")" = "$(lc "$label")" ] || fail "config drive label is '$have', expected '$label'"
-    has_mbr_signature "$disk" || fail "$disk has no MBR partition table"
-    slot=""
+    HAVE=$(fs_label "$1") || fail "config drive image: no ISO 9660, FAT or ext filesystem"
+    [ "$(lc "$HAVE")" = "$(lc "$LABEL")" ] || fail "config drive label is '$HAVE', expected '$LABEL'"
+}
+
+lc() { printf '%s' "$1" | tr 'A-Z' 'a-z'; }
+
+# place_at_end END LAST_END: set START, the highest 1 MiB-aligned sector such that
+# $SECTORS sectors fit below END (exclusive) and begin at or after LAST_END.
+place_at_end() {
+    START=-1
+    [ "$1" -ge "$SECTORS" ] && START=$(((($1 - SECTORS) / 2048) * 2048))
+    [ "$START" -ge "$2" ] ||
+        fail "no room for the config drive ($SECTORS sectors) after the last partition of $DISK"
+}
+
+# Zero the partition's sectors, then copy the image to its start.
+write_partition_data() {
+    zero "$DISK" $((START * 512)) $((SECTORS * 512)) || fail "writing $DISK failed"
+    dd if="$1" of="$DISK" bs=$MiB oflag=seek_bytes seek=$((START * 512)) conv=notrunc,fsync \
+        2>"$STATE/dd.err" || fail "writing $DISK failed: $(tail -n 1 "$STATE/dd.err")"
+}
+
+# A new primary MBR partition (type 0x83) in the first free slot; sets NUMBER.
+mbr_configdrive() {
+    NUMBER=""
     last_end=2048
     for i in 1 2 3 4; do
-        line=$(mbr_entries "$disk" | awk -v i=$i '$4 == i')
+        line=$(mbr_entries "$DISK" | awk -v i=$i '$4 == i')
         if [ -z "$line" ]; then
-            [ -n "$slot" ] || slot=$i
+            [ -n "$NUMBER" ] || NUMBER=$i
             continue
         fi
         set -- $line
-        [ "$3" = ee ] && fail "$disk has a GPT: the shell agent only adds partitions to MBR tables"
         [ $(($1 + $2)) -gt "$last_end" ] && last_end=$(($1 + $2))
     done
-    [ -n "$slot" ] || fail "$disk has four primary partitions: no slot for the config drive"
-    disk_sectors=$(($(disk_size "$disk") / 512))
-    img_bytes=$(stat -L -c %s "$img")
-    sectors=$((((img_bytes + MiB - 1) / MiB) * 2048))
-    start=$((((disk_sectors - sectors) / 2048) * 2048))
-    [ "$start" -ge "$last_end" ] || fail "no room for $sectors sectors after the last partition"
-    [ $((start + sectors)) -le 4294967295 ] || fail "the end of $disk is beyond MBR's 2 TiB"
-    zero "$disk" $((start * 512)) $((sectors * 512)) || fail "writing $disk failed"
-    dd if="$img" of="$disk" bs=$MiB oflag=seek_bytes seek=$((start * 512)) conv=notrunc,fsync \
-        2>"$STATE/dd.err" || fail "writing $disk failed: $(tail -n 1 "$STATE/dd.err")"
+    [ -n "$NUMBER" ] || fail "$DISK has four primary partitions: no slot for the config drive"
+    place_at_end $(($(disk_size "$DISK") / 512)) "$last_end"
+    [ $((START + SECTORS)) -le 4294967295 ] || fail "the end of $DISK is beyond MBR's 2 TiB"
+    write_partition_data "$IMG"
     # Entry: not bootable, CHS fe ff ff (LBA only), type 0x83, CHS, LBA start, sector count.
-    printf "\\000\\376\\377\\377\\203\\376\\377\\377$(le32 $start)$(le32 $sectors)" |
-        dd of="$disk" bs=1 seek=$((446 + (slot - 1) * 16)) conv=notrunc,fsync 2>"$STATE/dd.err" ||
-        fail "writing the partition table failed"
-    reread_partitions "$disk"
-    part=$(partition_path "$disk" "$slot")
-    result "{\"partition\": $(json_str "$part"), \"number\": $slot, \"start_sector\": $start, \
-\"sectors\": $sectors, \"label\": $(json_str "$have")}"
-    log "write_configdrive: $part (sectors $start+$sectors)"
+    printf "\\000\\376\\377\\377\\203\\376\\377\\377$(le32 $START)$(le32 $SECTORS)" |
+        dd of="$DISK" bs=1 seek=$((446 + (NUMBER - 1) * 16)) conv=notrunc,fsync \
+            2>"$STATE/dd.err" || fail "writing the partition table failed"
+}
+
+# sfdisk_do WHAT ARGS...: sfdisk ARGS $DISK (stdin and stdout passed on); fail with its
+# last words on stderr.
+sfdisk_do() {
+    _what=$1
+    shift
+    sfdisk "$@" "$DISK" 2>"$STATE/sfdisk.err" ||
+        fail "sfdisk $_what on $DISK failed: $(grep -v '^$' "$STATE/sfdisk.err" | tail -n 1)"
+}
+
+# A new GPT partition (Linux filesystem data, named after the label); sets NUMBER.
+gpt_configdrive() {
+    command -v sfdisk >/dev/null 2>&1 || fail "$DISK has a GPT and there is no sfdisk in PATH"
+    dump=$STATE/gpt.dump
+    sfdisk_do "--dump" --dump >"$dump"
+    grep -q '^label: gpt' "$dump" || fail "$DISK has a protective MBR but no valid GPT"
+    # A whole-disk image brings its backup GPT at the end of the image, not of the disk,
+    # and a last usable sector to match: move both to the disk's end first (what the
+    # OS would do on its first boot anyway; the table is valid either way).
+    sfdisk_do "--relocate" --relocate gpt-bak-std >/dev/null
+    sfdisk_do "--dump" --dump >"$dump"
+    ss=$(sed -n 's/^sector-size: *//p' "$dump")
+    [ "${ss:-512}" = 512 ] || fail "$DISK has $ss-byte sectors: the agent handles 512 only"
+    last_end=$(sed -n 's/^first-lba: *//p' "$dump")
+    last_lba=$(sed -n 's/^last-lba: *//p' "$dump")
+    sed -n 's/^.* : start= *\([0-9]*\), size= *\([0-9]*\),.*/\1 \2/p' "$dump" >"$dump.parts"
+    while read -r s n; do
+        [ $((s + n)) -le "$last_end" ] || last_end=$((s + n))
+    done <"$dump.parts"
+    place_at_end $((last_lba + 1)) "$last_end"
+    write_partition_data "$IMG"
+    printf 'start=%s, size=%s, type=%s, name="%s"\n' "$START" "$SECTORS" "$GPT_LINUX_DATA" \
+        "$(printf '%s' "$LABEL" | tr -d '"\\,')" >"$STATE/sfdisk.in"
+    # Never wipe signatures in the new partition: they are the config drive's own.
+    sfdisk_do "--append" --append --wipe-partitions never <"$STATE/sfdisk.in" >/dev/null
+    sfdisk_do "--dump" --dump >"$dump"
+    NUMBER=$(sed -n "s/^.*[^0-9]\([0-9][0-9]*\) : start= *$START, size= *$SECTORS,.*/\1/p" "$dump")
+    [ -n "$NUMBER" ] || fail "sfdisk --append on $DISK: no partition at sector $START afterwards"
+}
+
+# Download the config drive image (a filesystem labelled config-2), check its label and
+# put it into a new partition at the end of the disk (MBR or GPT).
+cmd_write_configdrive() {
+    url=$(arg url)
+    LABEL=$(arg label) || LABEL=config-2
+    [ -n "$LABEL" ] || LABEL=config-2
+    DISK=$(disk_path "$(arg disk)") || fail "no disk found"
+    [ -n "$url" ] || fail "write_configdrive: no url"
+    [ -e "$DISK" ] || fail "disk $DISK does not exist"
+    IMG=$STATE/configdrive.img
+    fetch_configdrive "$IMG"
+    SECTORS=$((($(stat -L -c %s "$IMG") + MiB - 1) / MiB * 2048))
+    has_mbr_signature "$DISK" || fail "$DISK has no partition table (neither MBR nor GPT)"
+    if mbr_entries "$DISK" | awk '$3 == "ee" { found = 1 } END { exit !found }'; then
+        table=gpt
+        gpt_configdrive
+    else
+        table=mbr
+        mbr_configdrive
+    fi
+    reread_partitions "$DISK"
+    part=$(partition_path "$DISK" "$NUMBER")
+    result "{\"partition\": $(json_str "$part"), \"number\": $NUMBER, \"start_sector\": $START, \
+\"sectors\": $SECTORS, \"label\": $(json_str "$HAVE")}"
+    log "write_configdrive: $part ($table, sectors $START+$SECTORS)"
 }
 
 # metadata: the first and last MiB of the disk and of every partition (tables, GPT backup,

@@ -5,6 +5,10 @@ The kernel is Debian's (``linux-image-amd64``'s versioned dependency), busybox i
 unpacked there (nothing is installed on the host). The initramfs is a newc cpio written
 in Python (:mod:`netboot.ramdisk.cpio`) and gzipped without name or timestamp, so the
 same packages always give the same bytes (mtime: ``SOURCE_DATE_EPOCH``, default 0).
+
+Besides busybox, the agent needs util-linux ``sfdisk`` (GPT disks: see agent.sh), a
+dynamically linked program: it is copied with its loader and shared libraries, all taken
+from the Debian packages below (:mod:`netboot.ramdisk.elf`).
 """
 
 from __future__ import annotations
@@ -18,9 +22,18 @@ from pathlib import Path
 
 from netboot.ramdisk import debs
 from netboot.ramdisk.cpio import Archive
+from netboot.ramdisk.elf import PackageRoots, add_program
 from netboot.ramdisk.modules import DISK_MODULES, NIC_MODULES, ModuleTree, modules_dep
 
 BUSYBOX_PACKAGE = "busybox-static"
+# sfdisk and every package holding a library it loads (its DT_NEEDED closure): a missing
+# one fails the build with the soname. Not the packages' whole Depends (libmount1,
+# libncursesw6 are not loaded by sfdisk).
+SFDISK = "sbin/sfdisk"
+SFDISK_PACKAGES = (
+    "fdisk", "libfdisk1", "libsmartcols1", "libblkid1", "libuuid1", "libreadline8",
+    "libtinfo6", "libc6",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -89,6 +102,12 @@ def base_archive(src: Sources, modules: list[str] | tuple[str, ...]) -> Archive:
     return a
 
 
+def add_sfdisk(archive: Archive, cache_dir: Path) -> list[str]:
+    """``sbin/sfdisk`` (or ``usr/sbin``) with its loader and libraries; the paths added."""
+    roots = PackageRoots([u.root for u in debs.fetch_all(SFDISK_PACKAGES, cache_dir)])
+    return add_program(archive, roots, SFDISK)
+
+
 def pack(archive: Archive) -> bytes:
     """The gzipped cpio: no name, mtime 0 in the gzip header (like ``gzip -n``)."""
     return gzip.compress(archive.serialize(source_date_epoch()), compresslevel=9, mtime=0)
@@ -109,6 +128,7 @@ def build(
     """Write ``deploy.kernel`` and ``deploy.initramfs`` into ``out_dir``."""
     src = fetch_sources(cache_dir)
     a = base_archive(src, modules)
+    add_sfdisk(a, cache_dir)
     a.file("init", resource("init.sh"), 0o755)
     a.file("bin/bms-agent", agent if agent is not None else resource("agent.sh"), 0o755)
     out_dir.mkdir(parents=True, exist_ok=True)

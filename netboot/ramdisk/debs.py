@@ -35,13 +35,26 @@ def _run(args: list[str], cwd: Path | None = None) -> str:
     return p.stdout
 
 
-def candidate_version(package: str) -> str:
-    """The version ``apt-get download`` would fetch."""
-    for line in _run(["apt-cache", "policy", package]).splitlines():
+def candidate_versions(packages: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """The versions ``apt-get download`` would fetch, from one ``apt-cache policy`` call."""
+    found: dict[str, str] = {}
+    current = ""
+    for line in _run(["apt-cache", "policy", *packages]).splitlines():
+        if line and not line[0].isspace():
+            current = line.rstrip(":").split(":")[0]  # "libc6:" or "libc6:amd64:"
+            continue
         key, _, value = line.strip().partition(":")
         if key == "Candidate" and value.strip() not in ("", "(none)"):
-            return value.strip()
-    raise PackageError(f"no installable candidate for {package} (apt-get update?)")
+            found.setdefault(current, value.strip())
+    missing = [p for p in packages if p not in found]
+    if missing:
+        raise PackageError(f"no installable candidate for {', '.join(missing)} (apt-get update?)")
+    return found
+
+
+def candidate_version(package: str) -> str:
+    """The version ``apt-get download`` would fetch."""
+    return candidate_versions([package])[package]
 
 
 def kernel_package() -> str:
@@ -53,9 +66,16 @@ def kernel_package() -> str:
     raise PackageError(f"{KERNEL_META} has no linux-image-* dependency")
 
 
-def fetch(package: str, cache_dir: Path) -> Unpacked:
-    """Download (if needed) and unpack (if needed) ``package``'s candidate version."""
-    version = candidate_version(package)
+def fetch_all(packages: list[str] | tuple[str, ...], cache_dir: Path) -> list[Unpacked]:
+    """:func:`fetch` for several packages, with one ``apt-cache`` call for their versions."""
+    versions = candidate_versions(packages)
+    return [fetch(p, cache_dir, versions[p]) for p in packages]
+
+
+def fetch(package: str, cache_dir: Path, version: str | None = None) -> Unpacked:
+    """Download (if needed) and unpack (if needed) ``package`` at ``version`` (default: its
+    candidate version)."""
+    version = version or candidate_version(package)
     safe = version.replace(":", "%3a")
     debs = cache_dir / "debs"
     debs.mkdir(parents=True, exist_ok=True)

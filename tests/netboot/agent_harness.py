@@ -1,4 +1,5 @@
-"""Run netboot/ramdisk/agent.sh under the host's busybox, with busybox applets only on PATH."""
+"""Run netboot/ramdisk/agent.sh under the host's busybox, with busybox applets and the host's
+sfdisk (as in the ramdisk) only on PATH."""
 
 from __future__ import annotations
 
@@ -32,6 +33,24 @@ def applet_dir(root: Path) -> Path:
         for name in out.split():
             (d / name).symlink_to(bb)
     return d
+
+
+def host_sfdisk() -> str:
+    path = shutil.which("sfdisk", path="/usr/sbin:/sbin:/usr/bin:/bin")
+    if path is None:
+        pytest.skip("sfdisk is not installed (apt-get install fdisk)")
+    return path
+
+
+def tool_path(root: Path) -> str:
+    """PATH for the agent: busybox applets, then sfdisk if the host has it."""
+    tools = root / "tools"
+    if not tools.exists():
+        tools.mkdir()
+        sfdisk = shutil.which("sfdisk", path="/usr/sbin:/sbin:/usr/bin:/bin")
+        if sfdisk is not None:
+            (tools / "sfdisk").symlink_to(sfdisk)
+    return f"{applet_dir(root)}:{tools}"
 
 
 def fake_sysfs(root: Path, disk_model: str = "QEMU HARDDISK") -> Path:
@@ -76,7 +95,7 @@ def run_agent(
 ) -> AgentRun:
     state = tmp / "state"
     e = {
-        "PATH": str(applet_dir(tmp)),
+        "PATH": tool_path(tmp),
         "BMS_API": f"http://127.0.0.1:{server.port}/",
         "BMS_BOOT_TOKEN": "boot-token",
         "BMS_SYSFS": str(tmp / "sys") if (tmp / "sys").exists() else str(fake_sysfs(tmp)),
@@ -103,7 +122,7 @@ def run_agent(
 
 def session(double: PortalDouble, tmp: Path, disk: Path | None, **env: str) -> AgentRun:
     with Server(double) as server:
-        run = run_agent(tmp, server, disk, **env)
+        run = run_agent(tmp, server, disk, 60.0, **env)
     assert run.returncode == 0, run.stderr
     assert double.done, run.stderr
     return run

@@ -4,13 +4,25 @@ double of the portal, with a plain file as its disk."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import shutil
 import struct
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.netboot.agent_harness import MAC, busybox, fake_sysfs, run_agent, session
+from tests.netboot.agent_harness import (
+    MAC,
+    applet_dir,
+    busybox,
+    fake_sysfs,
+    host_sfdisk,
+    run_agent,
+    session,
+)
 from tests.netboot.protocol_double import PortalDouble, Server
 
 MiB = 1 << 20
@@ -261,20 +273,166 @@ def test_write_configdrive_adds_a_partition_at_the_end(tmp_path: Path) -> None:
     assert out[start * 512 : start * 512 + len(cd)] == cd
 
 
-def test_write_configdrive_refuses_gpt_and_wrong_label(tmp_path: Path) -> None:
-    disk = tmp_path / "disk"
-    disk.write_bytes(_with_mbr(bytearray(8 * MiB), [_mbr_entry(1, 16383, 0xEE)]))
+def _configdrive_iso() -> bytes:
+    from netboot import configdrive
+
+    return configdrive.build(configdrive.ConfigDrive(uuid="u-1", hostname="gpt-1"))
+
+
+def _gpt_disk(path: Path, image_size: int, disk_size: int, script: str) -> Path:
+    """A whole-disk image with a GPT (made by the host's sfdisk) at the start of a larger
+    disk: its backup GPT sits at the image's end, as after write_image."""
+    path.write_bytes(bytes(image_size))
+    subprocess.run(
+        [host_sfdisk(), "-q", str(path)], input=f"label: gpt\n{script}", text=True, check=True
+    )
+    with path.open("r+b") as f:
+        f.truncate(disk_size)
+    return path
+
+
+def _sfdisk_json(disk: Path) -> dict[str, Any]:
+    out = subprocess.run([host_sfdisk(), "-J", str(disk)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    table: dict[str, Any] = json.loads(out.stdout)["partitiontable"]
+    return table
+
+
+def _sfdisk_verify(disk: Path) -> None:
+    out = subprocess.run([host_sfdisk(), "--verify", str(disk)], capture_output=True, text=True)
+    assert out.returncode == 0 and "No errors detected" in out.stdout, out.stdout + out.stderr
+    assert out.stderr == "", out.stderr  # no "backup GPT table is not on the end" warning
+
+
+def _write_configdrive(tmp: Path, disk: Path, image: bytes) -> dict[str, Any]:
+    d = _double()
+    with Server(d) as server:
+        d.files["cd.iso"] = image
+        cid = d.add(
+            "write_configdrive",
+            url=f"http://127.0.0.1:{server.port}/files/cd.iso",
+            label="config-2",
+        )
+        run = run_agent(tmp, server, disk)
+    assert run.returncode == 0, run.stderr
+    r: dict[str, Any] = d.results[cid]
+    assert r["ok"] is True, (r, run.stderr)
+    return r
+
+
+def test_write_configdrive_on_gpt_relocates_the_backup_and_appends(tmp_path: Path) -> None:
+    size = 64 * MiB
+    disk = _gpt_disk(
+        tmp_path / "disk",
+        8 * MiB,
+        size,
+        "start=2048, size=2048, type=U, name=esp\nstart=4096, type=L, name=root\n",
+    )
+    before = _sfdisk_json(disk)["partitions"]
+    iso = _configdrive_iso()
+    r = _write_configdrive(tmp_path, disk, iso)
+    sectors = -(-len(iso) // MiB) * 2048
+    last_lba = size // 512 - 34  # 128 entries of 128 bytes + the backup header
+    start = (last_lba + 1 - sectors) // 2048 * 2048
+    assert r["result"] == {
+        "partition": f"{disk}3",
+        "number": 3,
+        "start_sector": start,
+        "sectors": sectors,
+        "label": "config-2",
+    }
+    _sfdisk_verify(disk)
+    table = _sfdisk_json(disk)
+    assert table["label"] == "gpt" and table["lastlba"] == last_lba
+    parts = table["partitions"]
+    assert parts[:2] == before  # untouched, uuids included
+    assert parts[2]["node"] == f"{disk}3"
+    assert (parts[2]["start"], parts[2]["size"]) == (start, sectors)
+    assert parts[2]["type"] == "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
+    assert parts[2]["name"] == "config-2"
+    out = disk.read_bytes()
+    assert len(out) == size
+    assert out[start * 512 : start * 512 + len(iso)] == iso
+    assert out[start * 512 + len(iso) : (start + sectors) * 512] == bytes(sectors * 512 - len(iso))
+    assert out[-512:-504] == b"EFI PART"  # the backup header, at the disk's end now
+    pmbr = struct.unpack_from("<B3sB3sII", out, 446)
+    assert (pmbr[2], pmbr[4], pmbr[5]) == (0xEE, 1, size // 512 - 1)
+    if shutil.which("blkid"):
+        probe = subprocess.run(
+            ["blkid", "-p", "-O", str(start * 512), "-o", "export", str(disk)],
+            capture_output=True,
+            text=True,
+        )
+        assert "LABEL=config-2" in probe.stdout.split() and "TYPE=iso9660" in probe.stdout
+
+
+def test_write_configdrive_on_gpt_beyond_2_tib(tmp_path: Path) -> None:
+    """GPT has no 2 TiB limit (a sparse file: only the tables and the drive are written)."""
+    size = 3 * 1024**4
+    disk = _gpt_disk(tmp_path / "disk", 4 * MiB, size, "start=2048, type=L\n")
+    r = _write_configdrive(tmp_path, disk, _fat_image(b"config-2", 4096))
+    assert r["result"]["number"] == 2
+    assert r["result"]["start_sector"] > 2**32
+    _sfdisk_verify(disk)
+    part = _sfdisk_json(disk)["partitions"][1]
+    assert (part["start"], part["size"]) == (r["result"]["start_sector"], 2048)
+
+
+def test_write_configdrive_failures(tmp_path: Path) -> None:
+    def disk(name: str, data: bytes | bytearray, size: int = 8 * MiB) -> str:
+        path = tmp_path / name
+        path.write_bytes(data)
+        with path.open("r+b") as f:
+            f.truncate(size)
+        return str(path)
+
+    mbr4 = [_mbr_entry(2048 * (i + 1), 2048) for i in range(4)]
+    disks = {
+        "none": disk("none", bytes(MiB)),
+        "pmbr": disk("pmbr", _with_mbr(bytearray(512), [_mbr_entry(1, 16383, 0xEE)])),
+        "four": disk("four", _with_mbr(bytearray(512), mbr4)),
+        "mbr-full": disk("mbr-full", _with_mbr(bytearray(512), [_mbr_entry(2048, 14336)])),
+        "gpt-full": str(_gpt_disk(tmp_path / "gpt-full", 8 * MiB, 8 * MiB, "start=2048\n")),
+        "mbr-3tib": disk("mbr-3tib", _with_mbr(bytearray(512), [_mbr_entry(2048, 2048)]), 3 << 40),
+    }
+    gpt_full_before = Path(disks["gpt-full"]).read_bytes()
     d = _double()
     with Server(d) as server:
         d.files["good.img"] = _fat_image(b"config-2", 4096)
         d.files["bad.img"] = _fat_image(b"OTHER", 4096)
         base = f"http://127.0.0.1:{server.port}/files"
-        gpt = d.add("write_configdrive", url=f"{base}/good.img", label="config-2")
+        cids = {
+            name: d.add("write_configdrive", url=f"{base}/good.img", label="config-2", disk=path)
+            for name, path in disks.items()
+        }
         label = d.add("write_configdrive", url=f"{base}/bad.img", label="config-2")
-        run = run_agent(tmp_path, server, disk)
+        run = run_agent(tmp_path, server, tmp_path / "none")
     assert run.returncode == 0, run.stderr
-    assert d.results[gpt]["ok"] is False and "GPT" in d.results[gpt]["error"]
+    errors = {name: d.results[cid]["error"] for name, cid in cids.items()}
+    assert all(d.results[cid]["ok"] is False for cid in cids.values()), errors
+    assert "has no partition table" in errors["none"]
+    assert "protective MBR but no valid GPT" in errors["pmbr"]
+    assert "four primary partitions" in errors["four"]
+    assert "no room for the config drive (2048 sectors)" in errors["mbr-full"]
+    assert "no room for the config drive (2048 sectors)" in errors["gpt-full"]
+    assert "beyond MBR's 2 TiB" in errors["mbr-3tib"]
     assert d.results[label]["ok"] is False and "label is 'OTHER'" in d.results[label]["error"]
+    assert Path(disks["gpt-full"]).read_bytes() == gpt_full_before  # nothing to relocate
+    assert Path(disks["none"]).read_bytes() == bytes(8 * MiB)
+
+
+def test_write_configdrive_on_gpt_needs_sfdisk_in_path(tmp_path: Path) -> None:
+    disk = _gpt_disk(tmp_path / "disk", 4 * MiB, 16 * MiB, "start=2048, type=L\n")
+    before = disk.read_bytes()
+    d = _double()
+    with Server(d) as server:
+        d.files["cd.img"] = _fat_image(b"config-2", 4096)
+        cid = d.add("write_configdrive", url=f"http://127.0.0.1:{server.port}/files/cd.img")
+        run = run_agent(tmp_path, server, disk, PATH=str(applet_dir(tmp_path)))
+    assert run.returncode == 0, run.stderr
+    assert d.results[cid]["ok"] is False
+    assert "no sfdisk in PATH" in d.results[cid]["error"]
+    assert disk.read_bytes() == before
 
 
 def test_power_off_is_answered_before_acting(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -89,6 +90,56 @@ def test_ramdisk_boots_and_runs_commands(ramdisk: RamdiskFiles, tmp_path: Path) 
     data = disk.read_bytes()
     assert data[: len(image)] == image
     assert data[-MiB:] == bytes(MiB)  # wiped before the write
+
+
+def test_ramdisk_writes_a_configdrive_on_gpt(ramdisk: RamdiskFiles, tmp_path: Path) -> None:
+    """The initramfs's own sfdisk on a virtio disk: a GPT whole-disk image, then the config
+    drive at the end of the disk, the backup GPT moved there."""
+    from netboot import configdrive
+
+    sfdisk = shutil.which("sfdisk", path="/usr/sbin:/sbin")
+    if sfdisk is None:
+        pytest.skip("sfdisk is not installed (apt-get install fdisk)")
+    image_file = tmp_path / "image.raw"
+    image_file.write_bytes(bytes(4 * MiB))
+    subprocess.run(
+        [sfdisk, "-q", str(image_file)], input="label: gpt\nstart=2048, type=L\n", text=True,
+        check=True,
+    )  # fmt: skip
+    image = image_file.read_bytes()
+    iso = configdrive.build(configdrive.ConfigDrive(uuid="u-gpt", hostname="gpt-1"))
+    disk = tmp_path / "disk.raw"
+    disk.write_bytes(bytes(32 * MiB))
+    d = PortalDouble(macs={MAC}, heartbeat_interval=1, end_when_done=False)
+    d.files["img"] = image
+    d.files["cd.iso"] = iso
+    with Server(d) as server:
+        base = f"http://10.0.2.2:{server.port}/files"
+        write = d.add(
+            "write_image", url=f"{base}/img", sha256=hashlib.sha256(image).hexdigest(),
+            size=len(image),
+        )  # fmt: skip
+        cdw = d.add("write_configdrive", url=f"{base}/cd.iso", label="config-2")
+        d.add("power_off")
+        rc = _boot_ramdisk(ramdisk, disk, tmp_path / "serial.log", server.port)
+    log = (tmp_path / "serial.log").read_text(errors="replace")
+    assert rc == 0 and d.done, log
+    assert d.results[write]["ok"], log
+    r = d.results[cdw]
+    assert r["ok"], (r, log)
+    start = (32 * MiB // 512 - 34 + 1 - 2048) // 2048 * 2048
+    assert r["result"] == {
+        "partition": "/dev/vda2", "number": 2, "start_sector": start, "sectors": 2048,
+        "label": "config-2",
+    }  # fmt: skip
+    verify = subprocess.run([sfdisk, "--verify", str(disk)], capture_output=True, text=True)
+    assert verify.returncode == 0 and verify.stderr == "", verify.stdout + verify.stderr
+    parts = json.loads(subprocess.check_output([sfdisk, "-J", str(disk)]))["partitiontable"]
+    assert [(p["start"], p["size"], p.get("name")) for p in parts["partitions"]][1] == (
+        start, 2048, "config-2",
+    )  # fmt: skip
+    data = disk.read_bytes()
+    assert data[start * 512 : start * 512 + len(iso)] == iso
 
 
 def test_deploy_chain_boots_the_test_image(

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import gzip
+import json
+import os
+import shutil
 import stat
+import subprocess
 from pathlib import Path
+
+import pytest
 
 from netboot.ramdisk.build import RamdiskFiles, build
 from netboot.ramdisk.cpio import Archive
+from netboot.ramdisk.elf import LIB_DIRS, ElfError, PackageRoots, dynamic
 
 
 def read_cpio(data: bytes) -> dict[str, tuple[int, int, bytes]]:
@@ -88,3 +95,84 @@ def test_two_builds_are_identical(ramdisk: RamdiskFiles, deb_cache: Path, tmp_pa
     again = build(tmp_path, deb_cache)
     assert again.initramfs.read_bytes() == ramdisk.initramfs.read_bytes()
     assert again.kernel.read_bytes() == ramdisk.kernel.read_bytes()
+
+
+def test_package_roots_follow_symlinks_inside_the_packages(tmp_path: Path) -> None:
+    libc, loader = tmp_path / "libc6", tmp_path / "other"
+    (libc / "lib64").mkdir(parents=True)
+    (libc / "lib64" / "ld.so").symlink_to("/lib/x86_64-linux-gnu/ld-2.so")  # absolute
+    (loader / "usr/lib/x86_64-linux-gnu").mkdir(parents=True)
+    (loader / "usr/lib/x86_64-linux-gnu/ld-2.so").write_bytes(b"loader")
+    (libc / "lib/x86_64-linux-gnu").mkdir(parents=True)
+    (libc / "lib/x86_64-linux-gnu/libc.so.6").symlink_to("../../usr/lib/x86_64-linux-gnu/ld-2.so")
+    (libc / "lib/x86_64-linux-gnu/host").symlink_to("/etc/hostname")  # on the host only
+    roots = PackageRoots([libc, loader])
+    assert roots.library("libc.so.6") == "lib/x86_64-linux-gnu/libc.so.6"
+    assert roots.resolve("lib/x86_64-linux-gnu/libc.so.6").read_bytes() == b"loader"
+    assert roots.find("/lib/x86_64-linux-gnu/ld-2.so") == "usr/lib/x86_64-linux-gnu/ld-2.so"
+    with pytest.raises(ElfError):
+        roots.resolve("lib64/ld.so")  # /lib/..., not /usr/lib/...: no merged-/usr guess
+    with pytest.raises(ElfError):
+        roots.resolve("lib/x86_64-linux-gnu/host")
+    with pytest.raises(ElfError, match=r"libnope\.so\.1"):
+        roots.library("libnope.so.1")
+
+
+def _archive_file(files: dict[str, tuple[int, int, bytes]], path: str) -> bytes:
+    """A regular file of the archive, its symlinks followed inside the archive."""
+    for _ in range(10):
+        mode, _, data = files[path.lstrip("/")]
+        if not stat.S_ISLNK(mode):
+            return data
+        path = os.path.normpath(os.path.join(os.path.dirname("/" + path), data.decode()))
+    raise AssertionError(f"{path}: symlink loop")
+
+
+def _extract(files: dict[str, tuple[int, int, bytes]], root: Path) -> Path:
+    for name, (mode, _, data) in files.items():
+        p = root / name
+        if stat.S_ISDIR(mode):
+            p.mkdir(parents=True, exist_ok=True)
+        elif stat.S_ISLNK(mode):
+            p.symlink_to(data.decode())
+        elif stat.S_ISREG(mode):
+            p.write_bytes(data)
+            p.chmod(stat.S_IMODE(mode))
+    return root
+
+
+def test_ramdisk_has_a_working_sfdisk(ramdisk: RamdiskFiles, tmp_path: Path) -> None:
+    files = read_cpio(gzip.decompress(ramdisk.initramfs.read_bytes()))
+    sfdisk = next(p for p in ("sbin/sfdisk", "usr/sbin/sfdisk") if p in files)  # in /init's PATH
+    # The loader and every library of the closure are in the archive, where the loader looks.
+    todo, seen = [_archive_file(files, sfdisk)], set()
+    interp = dynamic(todo[0]).interp
+    assert interp is not None and _archive_file(files, interp)[:4] == b"\x7fELF"
+    while todo:
+        for soname in dynamic(todo.pop()).needed:
+            if soname not in seen:
+                seen.add(soname)
+                path = next((f"{d}/{soname}" for d in LIB_DIRS if f"{d}/{soname}" in files), None)
+                assert path is not None, f"{soname} is not in the initramfs"
+                todo.append(_archive_file(files, path))
+    assert {"libfdisk.so.1", "libblkid.so.1", "libc.so.6"} <= seen
+    if os.geteuid() != 0 or shutil.which("chroot") is None:
+        pytest.skip("running the initramfs's sfdisk needs root (chroot)")
+    # Run it inside the unpacked initramfs: no host library can help.
+    root = _extract(files, tmp_path / "root")
+    disk = root / "tmp" / "disk"
+    disk.write_bytes(bytes(4 << 20))
+    run = subprocess.run(
+        ["chroot", str(root), f"/{sfdisk}", "-q", "/tmp/disk"],
+        input="label: gpt\nsize=1MiB, type=L, name=config-2\n",
+        capture_output=True,
+        text=True,
+        env={"PATH": "/sbin:/bin"},
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    host = shutil.which("sfdisk", path="/usr/sbin:/sbin")
+    if host is not None:
+        table = json.loads(subprocess.check_output([host, "-J", str(disk)]))["partitiontable"]
+        assert table["label"] == "gpt"
+        assert [p["name"] for p in table["partitions"]] == ["config-2"]
