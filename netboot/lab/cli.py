@@ -15,6 +15,7 @@ import click
 
 from netboot.lab import enroll as enrollment
 from netboot.lab import lab as labmod
+from netboot.lab.machines import BOOT_MODES
 from netboot.lab.network import LabNetwork
 
 
@@ -52,6 +53,13 @@ _labdir_option = click.option(
 @click.option("--disk-mib", default=1024, show_default=True, type=click.IntRange(16))
 @click.option("--accel", type=click.Choice(["tcg", "kvm"]), default="tcg", show_default=True)
 @click.option(
+    "--boot-mode",
+    type=click.Choice(list(BOOT_MODES)),
+    default="bios",
+    show_default=True,
+    help="Firmware: SeaBIOS or OVMF (UEFI); enrolled as capability boot_mode.",
+)
+@click.option(
     "--dhcp-dir",
     default=None,
     help="Per-MAC boot files [default: $BMS_DHCP_DIR or $BMS_VAR_DIR/netboot/dhcp].",
@@ -69,6 +77,7 @@ def up_cmd(
     cpus: int,
     disk_mib: int,
     accel: str,
+    boot_mode: str,
     dhcp_dir: str | None,
     lab_dir: str | None,
 ) -> None:
@@ -86,6 +95,7 @@ def up_cmd(
             memory_mb=memory_mb,
             disk_mib=disk_mib,
             accel=accel,
+            boot_mode=boot_mode,
         )
         state = labmod.up(cfg)
     except (RuntimeError, ValueError, TimeoutError) as exc:
@@ -150,7 +160,8 @@ def _print_status(info: dict[str, Any] | None) -> None:
     ok = "up" if info["namespace_exists"] else "MISSING"
     click.echo(
         f"namespace {info['namespace']} ({ok}), subnet {info['subnet']}, "
-        f"dnsmasq {'running' if info['dnsmasq_alive'] else 'NOT running'} on {info['bridge_ip']}"
+        f"dnsmasq {'running' if info['dnsmasq_alive'] else 'NOT running'} on {info['bridge_ip']}, "
+        f"{info['boot_mode']} machines"
     )
     click.echo(f"portal reachable from the VMs at http://{info['host_ip']}:<port>")
     click.echo(f"per-MAC boot files: {info['dhcp_dir']}/{{hosts,opts}}")

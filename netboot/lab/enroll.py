@@ -40,7 +40,8 @@ def _request(
 
 
 def node_body(machine: Machine, bmc: Bmc, resource_class: str | None = None) -> dict[str, Any]:
-    """``POST /v1/nodes`` body: ipmi driver, properties matching the VM, one PXE port."""
+    """``POST /v1/nodes`` body: ipmi driver, properties and boot mode matching the VM, one
+    PXE port."""
     body: dict[str, Any] = {
         "name": machine.name,
         "driver": "ipmi",
@@ -51,6 +52,9 @@ def node_body(machine: Machine, bmc: Bmc, resource_class: str | None = None) -> 
             "local_gb": machine.local_gb,
             "cpu_arch": "x86_64",
         },
+        # What the scheduler matches flavors' ``capabilities:boot_mode`` against, and what
+        # tells the ipmi driver to set the boot device with the UEFI flag.
+        "capabilities": {"boot_mode": machine.boot_mode},
         "ports": [{"address": machine.mac, "pxe_enabled": True}],
     }
     if resource_class:
@@ -62,13 +66,16 @@ def enroll(
     portal: str, token: str, machine: Machine, bmc: Bmc, resource_class: str | None = None
 ) -> str:
     """Enroll the machine; its node uuid. A node of that name already there (an earlier
-    lab) gets this BMC's driver_info instead."""
+    lab) gets this BMC's driver_info and the machine's boot mode instead."""
     try:
         node = _request(portal, token, "POST", "/v1/nodes", node_body(machine, bmc, resource_class))
     except PortalError as exc:
         if exc.status != 409:
             raise
-        patch = [{"op": "replace", "path": "/driver_info", "value": bmc.driver_info()}]
+        patch = [
+            {"op": "replace", "path": "/driver_info", "value": bmc.driver_info()},
+            {"op": "add", "path": "/capabilities/boot_mode", "value": machine.boot_mode},
+        ]
         node = _request(portal, token, "PATCH", f"/v1/nodes/{machine.name}", patch)
     return str(node["uuid"])
 

@@ -57,10 +57,13 @@ class LabConfig:
     disk_mib: int = 1024
     accel: str = "tcg"
     bmc_username: str = "admin"
+    boot_mode: str = "bios"
 
     def __post_init__(self) -> None:
         if not 1 <= self.nodes <= 64:
             raise ValueError("nodes: 1..64")
+        if self.boot_mode not in machines.BOOT_MODES:
+            raise ValueError(f"boot_mode: one of {', '.join(machines.BOOT_MODES)}")
         for path in (self.labdir, self.dhcp_dir):
             if any(c.isspace() or c in "\"'" for c in str(path)):
                 raise ValueError(f"path must not contain spaces or quotes: {path}")
@@ -90,6 +93,7 @@ class LabState:
     dnsmasq_pid: int | None = None
     nodes: list[NodeState] = field(default_factory=list)
     portal: str | None = None
+    boot_mode: str = "bios"  # a state file from before boot modes: SeaBIOS machines
 
     @property
     def net(self) -> LabNetwork:
@@ -139,6 +143,16 @@ def _machine(cfg: LabConfig, index: int) -> Machine:
         accel=cfg.accel,
         qemu=shutil.which(machines.QEMU) or machines.QEMU,
         ip=shutil.which("ip") or "ip",
+        boot_mode=cfg.boot_mode,
+    )
+
+
+def same_shape(old: LabState, cfg: LabConfig) -> bool:
+    """Whether a recorded lab is what ``cfg`` asks for (else ``up`` rebuilds it)."""
+    return (
+        old.network == cfg.net.to_dict()
+        and len(old.nodes) == cfg.nodes
+        and old.boot_mode == cfg.boot_mode
     )
 
 
@@ -147,12 +161,13 @@ def up(cfg: LabConfig) -> LabState:
     missing = missing_binaries()
     if missing:
         raise RuntimeError(f"missing programs: {', '.join(missing)}")
+    if cfg.boot_mode == "uefi" and not Path(machines.OVMF).is_file():
+        raise RuntimeError(f"UEFI machines need {machines.OVMF} (apt-get install ovmf)")
     labdir = cfg.labdir.resolve()
     labdir.mkdir(parents=True, exist_ok=True)
     old = LabState.load(labdir)
     if old is not None:
-        same = old.network == cfg.net.to_dict() and len(old.nodes) == cfg.nodes
-        if same and healthy(old):
+        if same_shape(old, cfg) and healthy(old):
             return old
         down(labdir)
     if network.namespace_exists(cfg.net.namespace) or network.link_exists(cfg.net.host_if):
@@ -160,7 +175,12 @@ def up(cfg: LabConfig) -> LabState:
             f"namespace {cfg.net.namespace} exists but is not this lab's ({labdir}): "
             f"`bms lab down --namespace {cfg.net.namespace}` or choose another --namespace"
         )
-    state = LabState(labdir=str(labdir), dhcp_dir=str(cfg.dhcp_dir), network=cfg.net.to_dict())
+    state = LabState(
+        labdir=str(labdir),
+        dhcp_dir=str(cfg.dhcp_dir),
+        network=cfg.net.to_dict(),
+        boot_mode=cfg.boot_mode,
+    )
     state.save()
     try:
         network.up(cfg.net)
@@ -261,5 +281,6 @@ def status(labdir: Path) -> dict[str, Any] | None:
         "dhcp_dir": state.dhcp_dir,
         "dnsmasq_alive": procs.alive(state.dnsmasq_pid, str(Path(state.labdir) / "dnsmasq.conf")),
         "portal": state.portal,
+        "boot_mode": state.boot_mode,
         "nodes": nodes,
     }

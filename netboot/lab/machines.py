@@ -11,9 +11,20 @@ QEMU reads the order at start, so a reset after the device changed restarts QEMU
 (``reset``); otherwise reset is QMP ``system_reset``. iPXE's ``exit`` (the portal's answer for
 an active node) falls through to the disk with ``order=nc`` (checked on SeaBIOS 1.16.2).
 
+Boot mode (``Machine.boot_mode``): ``bios`` runs SeaBIOS, ``uefi`` runs OVMF (``-bios
+OVMF.fd``: variables live in RAM only; nothing to keep per machine, since the boot order
+comes from QEMU at every start). OVMF ignores ``-boot order=``: it orders its boot options
+by the ``bootindex=`` of the NIC and the disk (``bootindex``), derived from the same order
+string; its own network boot options are switched off (``OVMF_NO_NETWORK_STACK``) so that
+the NIC's only boot option is iPXE's. The e1000's option ROM (ipxe-qemu's efi-e1000.rom)
+carries iPXE for both firmwares, so neither needs a TFTP chainload; iPXE's ``exit`` hands
+back to the firmware, which tries the next boot option (the disk) on both. A blank disk's
+marker boot sector only runs under BIOS: OVMF logs that the disk's boot option failed to
+load and ends in its EFI shell.
+
 Serial: appended to ``serial.log`` across power cycles. SeaBIOS mirrors its console (and
-iPXE's output) to COM1 when fw_cfg ``etc/sercon-port`` is 0x3f8, so the serial log shows
-firmware, iPXE and the OS.
+iPXE's output) to COM1 when fw_cfg ``etc/sercon-port`` is 0x3f8; OVMF's console is COM1
+already. Either way the serial log shows firmware, iPXE and the OS.
 A new disk gets a boot sector that prints ``BMSLAB <name>: no OS on disk`` to COM1 and halts:
 falling through to a blank disk is visible in the log (writing an image replaces it).
 
@@ -45,6 +56,15 @@ BOOT_ORDERS = {
     "bios": "nc",
 }
 SERCON_PORT = (0x3F8).to_bytes(2, "little")
+BOOT_MODES = ("bios", "uefi")
+OVMF = "/usr/share/ovmf/OVMF.fd"
+# OVMF's own IPv4/IPv6 stacks off: iPXE (the NIC's ROM) has its own. Otherwise the NIC's
+# bootindex also selects OVMF's PXEv4, PXEv6, HTTPv4 and HTTPv6 boot options, which run
+# after iPXE's ``exit`` and wait minutes for DHCP offers before the disk gets its turn.
+OVMF_NO_NETWORK_STACK = (
+    "-fw_cfg", "name=opt/org.tianocore/IPv4Support,string=no",
+    "-fw_cfg", "name=opt/org.tianocore/IPv6Support,string=no",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -60,6 +80,8 @@ class Machine:
     accel: str = "tcg"
     qemu: str = QEMU
     ip: str = "ip"
+    boot_mode: str = "bios"
+    ovmf: str = OVMF
 
     @property
     def dir(self) -> Path:
@@ -129,8 +151,37 @@ def create_disk(machine: Machine) -> None:
         f.truncate(machine.disk_mib * 1024 * 1024)
 
 
+def bootindex(boot_order: str) -> dict[str, int]:
+    """``-boot order=`` letters as ``bootindex`` values: ``"nc"`` → ``{"n": 1, "c": 2}``."""
+    return {letter: i + 1 for i, letter in enumerate(boot_order)}
+
+
+def _firmware_args(machine: Machine, boot_order: str) -> list[str]:
+    """Firmware, NIC and disk: SeaBIOS follows ``-boot order``, OVMF the devices'
+    ``bootindex`` (a device without one, e.g. the disk for ``order=n``, comes last)."""
+    nic = f"e1000,netdev=n0,mac={machine.mac}"
+    if machine.boot_mode == "bios":
+        sercon = machine.dir / "sercon-port.bin"
+        return [
+            "-boot", f"order={boot_order}",
+            "-device", nic,
+            "-drive", f"file={machine.disk},format=raw,if=virtio",
+            "-fw_cfg", f"name=etc/sercon-port,file={sercon}",
+        ]  # fmt: skip
+    index = bootindex(boot_order)
+    disk = "virtio-blk-pci,drive=disk0"
+    return [
+        "-bios", machine.ovmf,
+        *OVMF_NO_NETWORK_STACK,
+        "-device", nic + (f",bootindex={index['n']}" if "n" in index else ""),
+        "-drive", f"file={machine.disk},format=raw,if=none,id=disk0",
+        "-device", disk + (f",bootindex={index['c']}" if "c" in index else ""),
+    ]  # fmt: skip
+
+
 def qemu_argv(machine: Machine, boot_order: str) -> list[str]:
-    sercon = machine.dir / "sercon-port.bin"
+    if machine.boot_mode not in BOOT_MODES:
+        raise ValueError(f"boot_mode must be one of {', '.join(BOOT_MODES)}")
     accel = "kvm" if machine.accel == "kvm" else "tcg"
     return [
         machine.ip, "netns", "exec", machine.namespace,  # execs QEMU: same pid
@@ -139,14 +190,11 @@ def qemu_argv(machine: Machine, boot_order: str) -> list[str]:
         "-accel", accel,
         "-m", str(machine.memory_mb),
         "-smp", str(machine.cpus),
-        "-boot", f"order={boot_order}",
-        "-device", f"e1000,netdev=n0,mac={machine.mac}",
+        *_firmware_args(machine, boot_order),
         "-netdev", f"tap,id=n0,ifname={machine.tap},script=no,downscript=no",
-        "-drive", f"file={machine.disk},format=raw,if=virtio",
         "-display", "none", "-vga", "none",
         "-chardev", f"file,id=com1,path={machine.serial_log},append=on",
         "-serial", "chardev:com1",
-        "-fw_cfg", f"name=etc/sercon-port,file={sercon}",
         "-qmp", f"unix:{machine.qmp_path},server=on,wait=off",
     ]  # fmt: skip
 
@@ -180,7 +228,8 @@ def start(machine: Machine, boot_device: str | None = None) -> int:
     if alive(p, str(machine.qmp_path)) and p is not None:
         return p
     create_disk(machine)
-    (machine.dir / "sercon-port.bin").write_bytes(SERCON_PORT)
+    if machine.boot_mode == "bios":
+        (machine.dir / "sercon-port.bin").write_bytes(SERCON_PORT)
     machine.qmp_path.unlink(missing_ok=True)
     qpid = spawn(qemu_argv(machine, order), log_path=machine.dir / "qemu.log", cwd=machine.dir)
     tmp = machine.pid_path.with_suffix(".tmp")

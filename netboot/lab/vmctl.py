@@ -8,7 +8,9 @@
 - ``set reset 1`` → reset (restarts QEMU when the boot device changed since it started);
 - ``set shutdown 1`` → ACPI power button;
 - ``set boot pxe|default|cdrom|bios|none`` → recorded in ``chassis/boot``, used by the next
-  power on or reset (``default`` is IPMI's "force boot from default hard drive");
+  power on or reset (``default`` is IPMI's "force boot from default hard drive"). IPMI's
+  "EFI boot" flag (set for ``boot_mode: uefi`` nodes) is accepted by ipmi_sim but not
+  passed on: the machine's firmware is its ``Machine.boot_mode``;
 - ``get boot`` → ``boot:<recorded>``.
 
 Every call is appended to ``chassis/calls.log``. Stdlib only, so the call stays fast.

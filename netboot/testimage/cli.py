@@ -26,7 +26,7 @@ from portal.core.config import Settings
     help="bms_callback= for the kernel command line (fallback for meta_data.json).",
 )
 def lab_image(out: Path | None, cache_dir: Path | None, callback: str | None) -> None:
-    """Build the tiny bootable test image (raw, MBR + FAT16 + SYSLINUX)."""
+    """Build the tiny bootable test image (raw, MBR + FAT16 + SYSLINUX; BIOS and UEFI)."""
     from netboot.testimage.build import build_test_image
 
     var = Settings.from_env().var_dir

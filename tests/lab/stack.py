@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import hashlib
@@ -46,6 +47,12 @@ def require_lab() -> None:
     if os.environ.get("BMS_REQUIRE_QEMU", "") not in ("", "0"):
         pytest.fail(f"BMS_REQUIRE_QEMU is set but the lab {problem}", pytrace=False)
     pytest.skip(f"the QEMU lab {problem}")
+
+
+def ssh_fingerprint(public_key: str) -> str:
+    """OpenSSH's ``SHA256:`` fingerprint of a public key line, as the test image reports it."""
+    blob = base64.b64decode(public_key.split()[1])
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
 
 
 def free_port() -> int:
@@ -108,12 +115,18 @@ class Stack:
     def node(self, node_id: str) -> dict[str, Any]:
         return dict(self.call("GET", f"/v1/nodes/{node_id}", self.admin).json())
 
-    def wait_node(self, node_id: str, state: str, timeout: float = 300) -> dict[str, Any]:
+    def wait_node(
+        self, node_id: str, state: str, timeout: float = 300, passing: tuple[str, ...] = ()
+    ) -> dict[str, Any]:
+        """``passing``: failure states the node may go through on its way (a failed
+        deploy's node is released and cleaned)."""
+
         def there() -> dict[str, Any] | None:
             n = self.node(node_id)
             if n["provision_state"] == state and n["reservation"] is None:
                 return n
             bad = {"clean failed", "deploy failed", "enroll", "inspect failed"} - {state}
+            bad -= set(passing)
             if n["provision_state"] in bad:
                 raise AssertionError(
                     f"node {node_id} ended in {n['provision_state']}: "
@@ -155,9 +168,11 @@ class Stack:
                     json={"target": "provide"})  # fmt: skip
         return ids
 
-    def upload_image(self, name: str, data: bytes, declared_sha: str | None = None) -> str:
+    def upload_image(
+        self, name: str, data: bytes, declared_sha: str | None = None, disk_format: str = "raw"
+    ) -> str:
         r = self.call("POST", "/v1/images", self.tenant, json={
-            "name": name, "disk_format": "raw",
+            "name": name, "disk_format": disk_format,
             "sha256": declared_sha or hashlib.sha256(data).hexdigest(),
         })  # fmt: skip
         assert r.status_code == 201, r.text
@@ -222,17 +237,21 @@ def healthy(base: str) -> bool:
 
 @contextlib.contextmanager
 def lab_stack(
-    ctx: Context, tmp_path: Path, nodes: int = 2, callback_timeout: int = 90
+    ctx: Context,
+    tmp_path: Path,
+    nodes: int = 2,
+    callback_timeout: int = 90,
+    boot_mode: str = "bios",
 ) -> Iterator[Stack]:
-    """The lab with ``nodes`` machines, the portal (gunicorn on 127.0.0.1 and the lab's host
-    address) and one ``bms worker``; torn down on exit."""
+    """The lab with ``nodes`` machines (SeaBIOS or OVMF: ``boot_mode``), the portal (gunicorn
+    on 127.0.0.1 and the lab's host address) and one ``bms worker``; torn down on exit."""
     var = ctx.settings.var_dir
     image_path = artefacts(var / "netboot")
     admin, alice = seed(ctx)
     # 512 MiB disks: room for the 20 MB test image, and a full wipe that takes seconds.
     cfg = labmod.LabConfig(
         labdir=tmp_path / "lab", dhcp_dir=var / "netboot" / "dhcp", nodes=nodes, net=NET,
-        disk_mib=512,
+        disk_mib=512, boot_mode=boot_mode,
     )  # fmt: skip
     state = labmod.up(cfg)
     procs: list[subprocess.Popen[bytes]] = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,9 @@ def _disk_is_blank(path: Path) -> bool:
 
 # Once, on the production database: the story takes minutes on emulated machines.
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
-def test_deploy_boot_callback_clean_redeploy_and_failures(stack: Stack, ctx: Any) -> None:
+def test_deploy_boot_callback_clean_redeploy_and_failures(
+    stack: Stack, ctx: Any, tmp_path: Path
+) -> None:
     st = stack
     node_ids = st.enroll_lab_nodes()
     for node_id in node_ids:  # cleaning through the agent (full wipe), then available
@@ -80,6 +83,25 @@ def test_deploy_boot_callback_clean_redeploy_and_failures(stack: Stack, ctx: Any
         assert r.status_code == 202, r.text
         return str(r.json()["id"])
 
+    def machine_of(node_id: str) -> machines.Machine:
+        macs = [p["address"] for p in st.node(node_id)["ports"]]
+        return next(n.vm for n in st.nodes if n.vm.mac in macs)
+
+    def maintenance(node_id: str, on: bool) -> None:
+        method = "PUT" if on else "DELETE"
+        r = st.call(method, f"/v1/nodes/{node_id}/maintenance", st.admin, json={"reason": "pin"})
+        assert r.status_code in (200, 202, 204), r.text
+
+    # 0. (in the background) a node whose machine is gone never heartbeats: that deploy
+    #    fails on the callback timeout while the story below runs on the other node
+    node_id, gone_id = node_ids
+    machines.stop(machine_of(gone_id))
+    (machine_of(gone_id).dir / REMOVED).touch()
+    maintenance(node_id, True)
+    lost = boot("web-lost")
+    until(lambda: st.node(gone_id)["instance_uuid"] == lost or None, 60, "the claim of web-lost")
+    maintenance(node_id, False)
+
     # 1. deploy: netboot, agent writes image + config drive, reboot from disk, callback
     first = boot("web-1")
     inst = st.wait_instance(first, "ACTIVE")
@@ -88,10 +110,8 @@ def test_deploy_boot_callback_clean_redeploy_and_failures(stack: Stack, ctx: Any
     assert cb["ssh_fingerprint"] == _fingerprint(key)
     assert cb["ip"] == inst["addresses"][0]["address"]
     assert cb["hostname"] == "web-1"
-    admin_view = st.call("GET", f"/v1/instances/{first}", st.admin).json()
-    node_id = admin_view["node_id"]
-    machine = next(n.vm for n in st.nodes if n.vm.mac in
-                   [p["address"] for p in st.node(node_id)["ports"]])  # fmt: skip
+    assert st.call("GET", f"/v1/instances/{first}", st.admin).json()["node_id"] == node_id
+    machine = machine_of(node_id)
 
     # 2. delete with the "full" cleaning policy: every byte wiped, available again
     patch = [{"op": "add", "path": "/driver_info/cleaning_mode", "value": "full"}]
@@ -107,10 +127,13 @@ def test_deploy_boot_callback_clean_redeploy_and_failures(stack: Stack, ctx: Any
     st.call("PATCH", f"/v1/nodes/{node_id}", st.admin, json=patch,
             headers={"Content-Type": "application/json-patch+json"})  # fmt: skip
 
-    # 3. a second deploy on the same node (pinned by taking the other node out)
-    other = next(i for i in node_ids if i != node_id)
-    st.call("PUT", f"/v1/nodes/{other}/maintenance", st.admin, json={"reason": "pin"})
-    second = boot("web-2")
+    # 3. a second deploy on the same node (the other one is busy failing), of the same
+    #    image as qcow2: the worker converts it to raw, the agent writes the raw copy
+    qcow2 = tmp_path / "test-image.qcow2"
+    subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", "-c",
+                    str(st.image_path), str(qcow2)], check=True)  # fmt: skip
+    as_qcow2 = st.upload_image("bms-test-image-qcow2", qcow2.read_bytes(), disk_format="qcow2")
+    second = boot("web-2", as_qcow2)
     st.wait_instance(second, "ACTIVE")
     until(lambda: [c for c in st.callbacks.seen if c.get("uuid") == second], 240,
            "the second deploy's callback")  # fmt: skip
@@ -127,17 +150,17 @@ def test_deploy_boot_callback_clean_redeploy_and_failures(stack: Stack, ctx: Any
     third = boot("web-3", bad)
     failed = st.wait_instance(third, "ERROR")
     assert "sha256" in failed["fault"]["message"], failed["fault"]
-    assert st.node(node_id)["provision_state"] == "deploy failed"
+    # the node is given back: torn down, cleaned through the agent, available again,
+    # with the failure kept in last_error; the instance stays in ERROR until deleted
+    released = st.wait_node(node_id, "available", 400, passing=("deploy failed",))
+    assert "sha256" in (released["last_error"] or ""), released
     st.call("DELETE", f"/v1/instances/{third}", st.tenant)
     st.wait_instance(third, "DELETED")
-    st.wait_node(node_id, "available", 400)  # and the node is cleaned
 
-    # 5. a node whose machine is gone never heartbeats: the deploy fails on the timeout
-    machines.stop(machine)
-    (machine.dir / REMOVED).touch()
-    fourth = boot("web-4")
-    failed = st.wait_instance(fourth, "ERROR", 400)
-    assert "deploy agent" in failed["fault"]["message"] or "no sign" in str(failed["fault"])
-    gone = st.node(node_id)
-    assert gone["provision_state"] == "deploy failed"
+    # 5. the deploy on the machine that was removed failed on the timeout; its node was
+    #    given back in turn, and its cleaning waits for an agent that will not come either
+    failed = st.wait_instance(lost, "ERROR", 400)
+    assert "no sign of the deploy agent" in failed["fault"]["message"], failed["fault"]
+    gone = st.node(gone_id)
     assert "no sign of the deploy agent" in gone["last_error"]
+    assert gone["provision_state"] in ("deleting", "cleaning", "clean wait", "clean failed")

@@ -7,6 +7,7 @@ ipmitool; it is skipped without them unless ``BMS_REQUIRE_QEMU=1``. IPMI calls g
 
 from __future__ import annotations
 
+import dataclasses
 import http.server
 import json
 import os
@@ -27,7 +28,9 @@ from netboot import dhcp
 from netboot.dhcp import NO_BOOT_TAG, DhcpDirs
 from netboot.lab import dnsmasq, machines, network, procs, vmctl
 from netboot.lab import lab as labmod
+from netboot.lab.bmc import Bmc
 from netboot.lab.cli import lab as lab_cli
+from netboot.lab.enroll import node_body
 from netboot.lab.machines import Machine
 from netboot.lab.network import LabNetwork
 
@@ -136,6 +139,42 @@ def test_marker_boot_sector_and_qemu_argv(tmp_path: Path) -> None:
     assert "order=nc" in argv and f"e1000,netdev=n0,mac={MAC}" in argv
     assert machines.BOOT_ORDERS["default"] == "cn"  # IPMI "disk" arrives as "default"
     assert machines.mac_for(258) == "52:54:00:b5:01:02"
+
+
+def test_uefi_qemu_argv_orders_boot_by_bootindex(tmp_path: Path) -> None:
+    vm = Machine(name="n0", mac=MAC, tap="tap0", namespace="bmst", workdir=str(tmp_path),
+                 boot_mode="uefi")  # fmt: skip
+    assert machines.bootindex("nc") == {"n": 1, "c": 2}
+    argv = machines.qemu_argv(vm, "nc")
+    assert argv[argv.index("-bios") + 1] == machines.OVMF
+    assert f"e1000,netdev=n0,mac={MAC},bootindex=1" in argv
+    assert "virtio-blk-pci,drive=disk0,bootindex=2" in argv
+    assert f"file={vm.disk},format=raw,if=none,id=disk0" in argv
+    assert "name=opt/org.tianocore/IPv4Support,string=no" in argv  # no OVMF PXE/HTTP boot
+    assert "-boot" not in argv and not any("sercon" in a for a in argv)  # SeaBIOS only
+    disk_first = machines.qemu_argv(vm, machines.BOOT_ORDERS["default"])
+    assert "virtio-blk-pci,drive=disk0,bootindex=1" in disk_first
+    assert f"e1000,netdev=n0,mac={MAC},bootindex=2" in disk_first
+    bios = machines.qemu_argv(dataclasses.replace(vm, boot_mode="bios"), "nc")
+    assert "-bios" not in bios and "order=nc" in bios
+    with pytest.raises(ValueError):
+        machines.qemu_argv(dataclasses.replace(vm, boot_mode="csm"), "nc")
+
+
+def test_boot_mode_is_part_of_the_lab_shape_and_the_enrolled_node(tmp_path: Path) -> None:
+    cfg = labmod.LabConfig(labdir=tmp_path, dhcp_dir=tmp_path / "d", boot_mode="uefi")
+    old = labmod.LabState(labdir=str(tmp_path), dhcp_dir=str(tmp_path / "d"),
+                          network=cfg.net.to_dict(), nodes=[labmod.NodeState({}, {})])  # fmt: skip
+    assert old.boot_mode == "bios"  # a state file from before boot modes
+    assert not labmod.same_shape(old, cfg)
+    assert labmod.same_shape(dataclasses.replace(old, boot_mode="uefi"), cfg)
+    vm = labmod._machine(cfg, 0)
+    assert vm.boot_mode == "uefi"
+    bmc = Bmc(name=vm.name, port=623, username="admin", password="pw", workdir=str(tmp_path),
+              machine_json=str(tmp_path / "machine.json"))  # fmt: skip
+    assert node_body(vm, bmc)["capabilities"] == {"boot_mode": "uefi"}
+    with pytest.raises(ValueError):
+        labmod.LabConfig(labdir=tmp_path, dhcp_dir=tmp_path, boot_mode="csm")
 
 
 def test_vmctl_records_boot_and_reports_power_off(tmp_path: Path) -> None:

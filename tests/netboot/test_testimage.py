@@ -8,6 +8,7 @@ import hashlib
 import http.server
 import json
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from netboot.testimage.build import PART_START, VOLUME_LABEL, build_test_image
+from netboot.testimage.build import PART_START, VOLUME_LABEL, build_test_image, directories
 from netboot.testimage.disk import read_partitions
 from tests.netboot.agent_harness import applet_dir, busybox
 
@@ -47,7 +48,18 @@ def test_partition_table_and_files(test_image: Path) -> None:
         assert name in listing.lower(), listing
     cfg = _mtools("mtype", "-i", img, "::/syslinux.cfg")
     assert "LINUX /vmlinuz" in cfg and "INITRD /initrd.gz" in cfg and "console=ttyS0" in cfg
-    assert "1980-01-01   0:00" in listing
+    # UEFI: SYSLINUX's EFI build at the removable-media path, ldlinux.e64 beside it.
+    efi = _mtools("mdir", "-a", "-i", img, "::/EFI/BOOT").lower()
+    assert "bootx64  efi" in efi and "ldlinux  e64" in efi, efi
+    assert _mtools("mtype", "-i", img, "::/EFI/BOOT/BOOTX64.EFI")[:2] == "MZ"  # a PE image
+    # Every entry of every directory carries SOURCE_DATE_EPOCH (clamped to FAT's 1980).
+    stamps = re.findall(r"\d{4}-\d\d-\d\d +\d+:\d\d", _mtools("mdir", "-/", "-a", "-i", img, "::/"))
+    assert len(stamps) == 13 and set(stamps) == {"1980-01-01   0:00"}, stamps
+
+
+def test_directories_lists_parents_first() -> None:
+    files = {"EFI/BOOT/BOOTX64.EFI": b"", "EFI/BOOT/ldlinux.e64": b"", "vmlinuz": b"", "a/b": b""}
+    assert directories(files) == ["EFI", "a", "EFI/BOOT"]
 
 
 def test_two_builds_are_identical(test_image: Path, deb_cache: Path, tmp_path: Path) -> None:

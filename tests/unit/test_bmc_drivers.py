@@ -88,6 +88,21 @@ def test_ipmi_finds_macs_in_fru_records() -> None:
     assert ipmi._macs_in(fru) == {"52:54:00:aa:bb:01", "52:54:00:aa:bb:02"}
 
 
+@pytest.mark.parametrize(
+    ("capabilities", "uefi"),
+    [({"boot_mode": "uefi"}, True), ({"boot_mode": "bios"}, False), ({}, None)],
+)
+def test_ipmi_boot_device_carries_the_nodes_boot_mode(
+    monkeypatch: pytest.MonkeyPatch, capabilities: dict[str, str], uefi: bool | None
+) -> None:
+    calls: list[tuple[object, ...]] = []
+    monkeypatch.setattr(ipmi.bmc, "call", lambda _task, fn, *args, **_kw: calls.append((fn, *args)))
+    t = task("ipmi", ipmi_address="127.0.0.1")
+    t.capabilities = capabilities
+    ipmi.IpmiManagement().set_boot_device(t, "pxe")
+    assert calls == [(ipmi.set_bootdev, ipmi.IpmiInfo.parse(t.driver_info), "pxe", False, uefi)]
+
+
 # -- redfish driver_info -------------------------------------------------------------------
 
 

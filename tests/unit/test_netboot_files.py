@@ -18,8 +18,9 @@ TARGET = BootTarget(
 
 def test_ipxe_scripts() -> None:
     assert ipxe_script(TARGET) == (
-        "#!ipxe\nkernel http://p/v1/boot/artefacts/deploy.kernel bms_api=http://p "
-        "bms_boot=TOKEN\ninitrd http://p/v1/boot/artefacts/deploy.initramfs\nboot\n"
+        "#!ipxe\nkernel http://p/v1/boot/artefacts/deploy.kernel initrd=initrd bms_api=http://p "
+        "bms_boot=TOKEN\ninitrd --name initrd http://p/v1/boot/artefacts/deploy.initramfs\n"
+        "boot\n"
     )
     assert ipxe_script(BootTarget(kind="none")) == "#!ipxe\nexit\n"
 
