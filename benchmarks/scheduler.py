@@ -20,7 +20,9 @@ Alembic migrations):
 3. With W = 1, 2 and 4 concurrent processes (``--workers``), each making ``--decisions / W``
    decisions (at most N/15 in all: one node in twelve fits the request): median and p99
    latency per decision and claims/s overall; then checks that no node was claimed twice.
-   Claims are undone between runs.
+   Claims are undone between runs; ``--repeat R`` pools R runs. Also reported: the CPU of
+   the deciding process per decision (``time.process_time``, steadier than wall time on a
+   busy machine) and its PostgreSQL backend's CPU over the run per decision (``/proc``).
 4. Freed node: a claimed node is put in ``cleaning``, then one transaction fires ``done``
    (→ ``available``) as the clean job does; the time until ``candidates`` (asked for that
    node by name) returns it is reported.
@@ -79,6 +81,10 @@ class Result:
     nodes: int
     workers: int
     latencies_ms: list[float] = field(default_factory=list)
+    # CPU of the deciding process per decision (time.process_time), and of its PostgreSQL
+    # backend over the whole run divided by the decisions (/proc, clock-tick resolution)
+    cpu_ms: list[float] = field(default_factory=list)
+    pg_cpu_ms: float = 0.0
     wall_s: float = 0.0
     claims: int = 0
     failures: int = 0
@@ -173,12 +179,14 @@ def request_spec(**extra: Any) -> Any:
     )
 
 
-def decide(db: Any, spec: Any, config: Any, holder: str) -> tuple[float, str | None]:
-    """One select + claim, as the build job does it; (milliseconds, node id or None)."""
+def decide(db: Any, spec: Any, config: Any, holder: str) -> tuple[float, float, str | None]:
+    """One select + claim, as the build job does it; (wall ms, CPU ms of this process,
+    node id or None)."""
     from scheduler.claim import claim
     from scheduler.select import candidates
 
     instance_id = str(uuid.uuid4())
+    cpu = time.process_time()
     start = time.perf_counter()
     chosen = None
     for round_ in range(5):  # the build job's MAX_SCHEDULE_ROUNDS
@@ -192,7 +200,17 @@ def decide(db: Any, spec: Any, config: Any, holder: str) -> tuple[float, str | N
                     break
         if chosen is not None:
             break
-    return (time.perf_counter() - start) * 1000, chosen
+    wall = time.perf_counter() - start
+    return wall * 1000, (time.process_time() - cpu) * 1000, chosen
+
+
+def _backend_cpu_s(pid: int) -> float:
+    """utime + stime of one PostgreSQL backend (same machine), in seconds."""
+    from benchmarks._common import CLOCK_TICKS
+
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def worker(url: str, count: int, barrier: Any, out: Any) -> None:
@@ -204,9 +222,13 @@ def worker(url: str, count: int, barrier: Any, out: Any) -> None:
     holder = f"bench-{multiprocessing.current_process().pid}"
     for _ in range(3):  # warm the connection and the statement cache, claims undone below
         decide(db, spec, DEFAULT, holder + "-warm")
+    with db.engine.connect() as conn:  # the pooled connection every decision reuses
+        backend = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
     barrier.wait()
+    pg_before = _backend_cpu_s(backend)
     results = [decide(db, spec, DEFAULT, holder) for _ in range(count)]
-    out.put(results)
+    pg_cpu = _backend_cpu_s(backend) - pg_before
+    out.put((results, pg_cpu))
     db.dispose()
 
 
@@ -240,16 +262,35 @@ def run(url: str, n: int, workers: int, decisions: int) -> Result:
         p.join()
     result = Result(n, workers, wall_s=wall)
     chosen = []
-    for rows in gathered:
-        for ms, node_id in rows:
+    pg_cpu = 0.0
+    for rows, backend_cpu in gathered:
+        pg_cpu += backend_cpu
+        for ms, cpu_ms, node_id in rows:
             result.latencies_ms.append(ms)
+            result.cpu_ms.append(cpu_ms)
             if node_id is None:
                 result.failures += 1
             else:
                 chosen.append(node_id)
+    result.pg_cpu_ms = pg_cpu * 1000 / max(1, len(result.latencies_ms))
     result.claims = len(chosen)
     result.double_claims = len(chosen) - len(set(chosen))
     return result
+
+
+def merged(runs: list[Result]) -> Result:
+    """Repeated runs of one size and worker count as one result (claims undone between)."""
+    out = Result(runs[0].nodes, runs[0].workers)
+    for r in runs:
+        out.latencies_ms += r.latencies_ms
+        out.cpu_ms += r.cpu_ms
+        out.pg_cpu_ms += r.pg_cpu_ms * len(r.latencies_ms)
+        out.wall_s += r.wall_s
+        out.claims += r.claims
+        out.failures += r.failures
+        out.double_claims += r.double_claims
+    out.pg_cpu_ms /= max(1, len(out.latencies_ms))
+    return out
 
 
 def freed_node_latency(url: str) -> float:
@@ -263,7 +304,7 @@ def freed_node_latency(url: str) -> float:
 
     db = Database(url)
     spec = request_spec()
-    _, node_id = decide(db, spec, DEFAULT, "bench-freed")
+    _, _, node_id = decide(db, spec, DEFAULT, "bench-freed")
     assert node_id is not None
     with db.session() as s:
         node = s.get_one(Node, node_id)
@@ -352,6 +393,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nodes", default="1000,10000")
     parser.add_argument("--workers", default="1,2,4")
     parser.add_argument("--decisions", type=int, default=400, help="per run, over all workers")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs per size and worker count, pooled"
+    )
     parser.add_argument("--placement-decisions", type=int, default=30)
     parser.add_argument("--no-placement", action="store_true")
     args = parser.parse_args(argv)
@@ -369,8 +413,8 @@ def main(argv: list[str] | None = None) -> int:
         # one node in twelve fits the request: stay inside that, no run should run dry
         decisions = min(args.decisions, n // 15)
         for w in counts:
-            log(f"{n} nodes, {w} worker(s), {decisions} decisions")
-            results.append(run(url, n, w, decisions))
+            log(f"{n} nodes, {w} worker(s), {decisions} decisions x {args.repeat}")
+            results.append(merged([run(url, n, w, decisions) for _ in range(args.repeat)]))
         undo_claims(url)
         freed[n] = [freed_node_latency(url) for _ in range(5)]
     placement = {} if args.no_placement else placement_runs(sizes, args.placement_decisions)
@@ -390,6 +434,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"{len(r.latencies_ms)}",
                 f"{median(r.latencies_ms):.2f}",
                 f"{percentile(r.latencies_ms, 99):.2f}",
+                f"{median(r.cpu_ms):.2f}",
+                f"{sum(r.cpu_ms) / len(r.cpu_ms):.2f}",
+                f"{r.pg_cpu_ms:.2f}",
                 f"{r.rate:.0f}",
                 f"{r.failures}",
                 f"{r.double_claims}",
@@ -404,6 +451,9 @@ def main(argv: list[str] | None = None) -> int:
                 "decisions",
                 "median ms",
                 "p99 ms",
+                "cpu ms median",
+                "cpu ms mean",
+                "pg cpu ms",
                 "claims/s",
                 "no host",
                 "double",

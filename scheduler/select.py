@@ -10,16 +10,19 @@ the next batch is read.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from functools import lru_cache
+from typing import Any, cast, overload
 
-from sqlalchemy import select, text
-from sqlalchemy.orm import Session, load_only
+from sqlalchemy import select
+from sqlalchemy.orm import Session, load_only, make_transient_to_detached
+from sqlalchemy.orm.util import identity_key
 
 from portal.core.config import Settings
 from portal.core.models import Node
 from scheduler import filters, locations, weighers
-from scheduler.filters import Filter, first_failure, sql_clauses
+from scheduler.filters import Filter, first_failure, sql_clauses, sql_shape, sql_shaped
 from scheduler.request import RequestSpec
 
 # What filters and weighers read: the rest (driver_info, properties, ...) stays unread.
@@ -88,29 +91,23 @@ def candidates(
     spec: RequestSpec,
     config: SchedulerConfig = DEFAULT,
     skip_locked: bool = False,
-) -> list[Node]:
+) -> Sequence[Node]:
     """Nodes that pass every filter, best first (at most one batch of them).
+
+    The batch is read as plain rows (the scheduling columns only); a node becomes an ORM
+    object, persistent in ``session``, when the caller takes it from the sequence.
 
     ``skip_locked`` (PostgreSQL): lock the batch's rows until the caller's transaction
     ends and skip rows other transactions hold, so concurrent schedulers read disjoint
     batches. A caller must not conclude "no valid host" from an empty skip-locked result.
     """
-    # Smallest nodes first: the order of the partial index ix_nodes_free, so the database
-    # reads the free nodes of the class in order and stops after one batch. The weighers
-    # (best fit on the exact waste among them) rank within the batch.
-    base = (
-        select(Node)
-        .options(load_only(*SCHEDULING_COLUMNS))
-        .where(*sql_clauses(spec, config.filters))
-        .order_by(Node.cpus, Node.memory_mb, Node.local_gb, Node.id)
-    )
-    if skip_locked and session.get_bind().dialect.name == "postgresql":
-        base = base.with_for_update(skip_locked=True, of=Node)
+    shape, params = sql_shape(spec, config.filters)
+    lock = skip_locked and session.get_bind().dialect.name == "postgresql"
     # What SQL decided exactly is not checked again; only the rest runs in Python.
     fine = tuple(f for f in config.filters if not f.exact_in_sql)
     batch, offset = config.max_candidates, 0
     while True:
-        rows = _read_batch(session, base.limit(batch).offset(offset))
+        rows = _read_batch(session, batch_statement(shape, lock, batch, offset), params)
         if not rows:
             return []
         locs = _locations(session, rows, spec, config)
@@ -118,10 +115,84 @@ def candidates(
             (n, locs[n.id]) for n in rows if first_failure(n, locs[n.id], spec, fine) is None
         ]
         if passing:
-            return [n for n, _ in _rank(session, passing, spec, config)]
+            return Ranked(session, [n for n, _ in _rank(session, passing, spec, config)])
         if len(rows) < batch:
             return []
         offset += batch
+
+
+@lru_cache(maxsize=256)
+def batch_statement(
+    shape: tuple[tuple[Filter, Hashable], ...], skip_locked: bool, limit: int, offset: int
+) -> Any:
+    """The batch query of one request shape (``filters.sql_shape``), built once.
+
+    Building a statement costs about a millisecond of Python; requests of one shape
+    (flavor and hints of the same form: the values go in as bound parameters) reuse it,
+    and SQLAlchemy's compiled cache then finds its SQL by the same object.
+    """
+    # Smallest nodes first: the order of the partial index ix_nodes_free, so the database
+    # reads the free nodes of the class in order and stops after one batch. The weighers
+    # (best fit on the exact waste among them) rank within the batch.
+    table = Node.__table__
+    stmt = (
+        select(*(table.c[col.key] for col in SCHEDULING_COLUMNS))
+        .where(*sql_shaped(shape))
+        .order_by(table.c.cpus, table.c.memory_mb, table.c.local_gb, table.c.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return stmt.with_for_update(skip_locked=True, of=table) if skip_locked else stmt
+
+
+class Ranked(Sequence[Node]):
+    """The ranked batch. Its rows carry the scheduling columns under the ``Node``
+    attributes' names (what filters and weighers read); an item taken from it is the
+    session's ``Node``: the one already in its identity map, else one made from the row
+    and attached without a query (the columns not read are loaded when first used)."""
+
+    def __init__(self, session: Session, rows: list[Node]) -> None:
+        self._session, self._rows = session, rows
+        self._nodes: dict[int, Node] = {}
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    @overload
+    def __getitem__(self, index: int) -> Node: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Node]: ...
+    def __getitem__(self, index: int | slice) -> Node | list[Node]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(len(self._rows))[index]]
+        i = range(len(self._rows))[index]  # IndexError, negative indexes
+        node = self._nodes.get(i)
+        if node is None:
+            node = self._nodes[i] = _attached(self._session, self._rows[i])
+        return node
+
+    def __iter__(self) -> Iterator[Node]:
+        return (self[i] for i in range(len(self._rows)))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Ranked({[row.id for row in self._rows]!r})"
+
+
+def _attached(session: Session, row: Any) -> Node:
+    existing = session.identity_map.get(identity_key(Node, row.id))
+    if existing is not None:
+        return cast(Node, existing)
+    node = Node()
+    for col in SCHEDULING_COLUMNS:
+        setattr(node, col.key, getattr(row, col.key))
+    make_transient_to_detached(node)  # what was set counts as loaded, the rest as expired
+    session.add(node)
+    return node
 
 
 def _locations(
@@ -134,20 +205,12 @@ def _locations(
     return locations.locations(session, [n.id for n in rows])
 
 
-def _read_batch(session: Session, stmt: Any) -> list[Node]:
-    """One batch, read in index order on PostgreSQL.
-
-    The planner cannot estimate the capability and trait patterns, guesses that few rows
-    match, and then prefers a bitmap scan that reads and sorts every free node of the
-    class (2.4 ms at 10,000 nodes) over walking ``ix_nodes_free`` in order and stopping
-    after one batch. Bitmap scans are switched off for the rest of this transaction (SET
-    LOCAL ends with it); what follows in it is the claim and row look-ups by primary key,
-    which never use bitmap scans, so no second round trip switches them back on.
-    """
-    if session.get_bind().dialect.name != "postgresql":
-        return list(session.scalars(stmt).all())
-    session.execute(text("SET LOCAL enable_bitmapscan = off"))
-    return list(session.scalars(stmt).all())
+def _read_batch(session: Session, stmt: Any, params: dict[str, Any]) -> list[Node]:
+    """One batch, as Core rows (not ORM objects): filters and weighers read them by
+    attribute name. No ``SET enable_bitmapscan``: the query is written so that PostgreSQL
+    walks ``ix_nodes_free`` in order and stops after one batch (see ``filters._contains``
+    and ``filters._literal``)."""
+    return cast(list[Node], session.execute(stmt, params).all())
 
 
 def _fits(node: Node, loc: locations.Location, spec: RequestSpec, config: SchedulerConfig) -> bool:

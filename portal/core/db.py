@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid as uuidlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -9,7 +10,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, DateTime, MetaData, String, TypeDecorator, create_engine, event
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    MetaData,
+    String,
+    TypeDecorator,
+    create_engine,
+    event,
+    exc,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -90,6 +100,38 @@ def _json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+# A pooled connection idle for longer than this is pinged before use (a lost connection is
+# replaced, invisibly to the caller); one used more recently is handed out as it is.
+PING_AFTER_IDLE_S = 5.0
+
+
+def _idle_since(_dbapi_conn: Any, record: Any) -> None:
+    record.info["idle_since"] = time.monotonic()
+
+
+def _ping_if_idle(engine: Engine) -> Any:
+    """Pre-ping only connections that sat in the pool for a while.
+
+    ``pool_pre_ping`` costs a round trip on every checkout; a connection that dies while
+    idle (server restart, fail-over, a firewall's idle timeout) is what it protects
+    against, and those sit idle. A connection checked in moments ago is used without one:
+    if it died in between, its statement fails, SQLAlchemy invalidates the pool, and the
+    caller's retry (the job's) gets a fresh connection.
+    """
+
+    def checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE_S:
+            return  # just connected, or just used
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except engine.dialect.loaded_dbapi.Error as err:
+            # the pool discards this connection and checks out another (a new one)
+            raise exc.DisconnectionError(str(err)) from err
+
+    return checkout
+
+
 def make_engine(url: str, read_only: bool = False, **kwargs: Any) -> Engine:
     """An engine for ``url``. On SQLite, ``read_only`` engines begin deferred transactions,
     so readers never queue behind writers (WAL gives them a consistent snapshot)."""
@@ -110,9 +152,12 @@ def make_engine(url: str, read_only: bool = False, **kwargs: Any) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_deferred if read_only else _sqlite_begin)
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 10)
-    return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+    if not kwargs.get("pool_pre_ping"):
+        event.listen(engine, "checkin", _idle_since)
+        event.listen(engine, "checkout", _ping_if_idle(engine))
+    return engine
 
 
 class Database:
