@@ -53,6 +53,15 @@ def db_upgrade(revision: str) -> None:
         _ensure_provider_network()
 
 
+def _client_url(bind: str) -> str:
+    """Where a client on this machine reaches a server bound to ``bind`` (host:port): a
+    wildcard address is not one to connect to."""
+    host, _, port = bind.rpartition(":")
+    if host in ("0.0.0.0", "", "[::]", "::"):
+        host = "127.0.0.1"
+    return f"http://{host}:{port}"
+
+
 def _ensure_provider_network() -> None:
     from portal.services import networks
 
@@ -64,6 +73,14 @@ def _ensure_provider_network() -> None:
             f"provider network {net.name}: {subnet.cidr}, pool {subnet.pool_start}-"
             f"{subnet.pool_end} (BMS_PROVIDER_CIDR / BMS_PROVIDER_POOL)"
         )
+        wanted = ctx.settings.provider_network_cidr, ctx.settings.provider_network_pool
+        if wanted != (subnet.cidr, f"{subnet.pool_start}-{subnet.pool_end}"):
+            click.echo(
+                f"warning: BMS_PROVIDER_CIDR/POOL ask for {wanted[0]}, {wanted[1]}, but the "
+                "network already exists with the values above; settings only apply to a "
+                "new database",
+                err=True,
+            )
 
 
 @db.command("current")
@@ -198,7 +215,7 @@ def _seed_demo(ctx: Context, settings: Settings, bind: str) -> None:
         click.echo(f"demo data already present; tokens are in {env_file}")
         return
     env_file.write_text(
-        f"export BMS={'http://' + bind}\nexport ADMIN_TOKEN={tokens.admin}\n"
+        f"export BMS={_client_url(bind)}\nexport ADMIN_TOKEN={tokens.admin}\n"
         f"export TENANT_TOKEN={tokens.tenant}\nexport FLAVOR={tokens.flavor}\n"
         f"export IMAGE={tokens.image}\n"
     )

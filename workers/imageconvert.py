@@ -49,7 +49,7 @@ def ensure_raw(store: ImageStore, image_id: str, source_format: str, timeout: fl
     if store.path(image_id) is None:
         raise DriverError(f"image {image_id}: its bytes are missing from the image store")
     lock_path = store.variant_path(image_id, f"{RAW}.lock")
-    with open(lock_path, "w") as lock:
+    with open(os.open(lock_path, os.O_WRONLY | os.O_CREAT, 0o600), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a second deploy of this image waits here
         done = _read_done(store, image_id)
         if done is not None:
@@ -80,6 +80,7 @@ def _convert(store: ImageStore, image_id: str, source_format: str, timeout: floa
             [QEMU_IMG, "convert", "-q", "-f", source_format, "-O", RAW, str(source), str(part)],
             timeout=timeout,
         )
+        os.chmod(part, 0o600)  # a tenant's image: as private as the store's own files
         raw = _hash(part)
         if raw.size != virtual_size:
             raise DriverError(
@@ -90,7 +91,8 @@ def _convert(store: ImageStore, image_id: str, source_format: str, timeout: floa
         part.unlink(missing_ok=True)
     meta = store.variant_path(image_id, f"{RAW}.json")
     tmp = meta.with_name(meta.name + ".part")
-    tmp.write_text(json.dumps({"size": raw.size, "sha256": raw.sha256, "from": source_format}))
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:
+        fh.write(json.dumps({"size": raw.size, "sha256": raw.sha256, "from": source_format}))
     os.replace(tmp, meta)
     return RawImage(final, raw.size, raw.sha256)
 

@@ -164,6 +164,8 @@ def _print_status(info: dict[str, Any] | None) -> None:
         f"{info['boot_mode']} machines"
     )
     click.echo(f"portal reachable from the VMs at http://{info['host_ip']}:<port>")
+    env = " ".join(f"{k}={v}" for k, v in info["provider_env"].items())
+    click.echo(f"deployed images reach the host if the portal was started with {env}")
     click.echo(f"per-MAC boot files: {info['dhcp_dir']}/{{hosts,opts}}")
     for n in info["nodes"]:
         d = n["driver_info"]

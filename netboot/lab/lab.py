@@ -278,6 +278,7 @@ def status(labdir: Path) -> dict[str, Any] | None:
         "subnet": net.subnet,
         "host_ip": net.host_ip,
         "bridge_ip": net.bridge_ip,
+        "provider_env": net.provider_env(),
         "dhcp_dir": state.dhcp_dir,
         "dnsmasq_alive": procs.alive(state.dnsmasq_pid, str(Path(state.labdir) / "dnsmasq.conf")),
         "portal": state.portal,

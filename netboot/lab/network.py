@@ -79,6 +79,22 @@ class LabNetwork:
         last = net.broadcast_address - min(10, net.num_addresses // 4)
         return str(first), str(last)
 
+    def instance_pool(self) -> tuple[str, str]:
+        """Addresses for the portal's provider network (instances' static IPs from the
+        config drive): above the DHCP range, below the host address, so a deployed image
+        reaches the host (a callback, ssh from the namespace) and never clashes."""
+        _, last = self.dhcp_range()
+        return str(ipaddress.IPv4Address(last) + 1), str(self.network.broadcast_address - 2)
+
+    def provider_env(self) -> dict[str, str]:
+        """The portal settings that put instances on this segment."""
+        first, last = self.instance_pool()
+        return {
+            "BMS_PROVIDER_CIDR": self.subnet,
+            "BMS_PROVIDER_POOL": f"{first}-{last}",
+            "BMS_PROVIDER_GATEWAY": self.bridge_ip,
+        }
+
     def to_dict(self) -> dict[str, str]:
         return asdict(self)
 

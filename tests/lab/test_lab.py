@@ -114,6 +114,13 @@ def test_dnsmasq_conf(tmp_path: Path) -> None:
         assert expected in lines
     assert not any(line.startswith("dhcp-boot") for line in lines)  # unknown MACs: no file
     assert (net.bridge_ip, net.host_ip, net.host_if) == ("10.251.3.1", "10.251.3.254", "bmst-h")
+    # instances' static addresses: above the DHCP range, below the host's
+    assert net.dhcp_range() == ("10.251.3.10", "10.251.3.245")
+    assert net.provider_env() == {
+        "BMS_PROVIDER_CIDR": "10.251.3.0/24",
+        "BMS_PROVIDER_POOL": "10.251.3.246-10.251.3.253",
+        "BMS_PROVIDER_GATEWAY": "10.251.3.1",
+    }
 
 
 @pytest.mark.parametrize(

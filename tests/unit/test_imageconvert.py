@@ -49,6 +49,8 @@ def test_qcow2_becomes_the_same_raw_bytes(store, raw_bytes, tmp_path) -> None:
     assert raw.size == len(raw_bytes)
     assert raw.sha256 == hashlib.sha256(raw_bytes).hexdigest()
     assert raw.path == store.variant_path("img1", "raw")
+    for f in store.root.iterdir():  # the copy, its sidecar, its lock: the owner's only
+        assert f.stat().st_mode & 0o077 == 0, f
     # deleting the image deletes its raw copy and the sidecar files too
     store.delete("img1")
     assert list(store.root.iterdir()) == []
