@@ -18,10 +18,17 @@ from portal.core import events
 from portal.core.db import utcnow
 from portal.core.errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
 from portal.core.models import AgentSession, Node, Port
-from portal.core.states import CLEAN_WAIT, CLEANING, DEPLOY_WAIT, DEPLOYING, INSPECTING
+from portal.core.states import (
+    CLEAN_WAIT,
+    CLEANING,
+    DEPLOY_WAIT,
+    DEPLOYING,
+    INSPECT_WAIT,
+    INSPECTING,
+)
 
 # States in which a node runs the deploy ramdisk and its agent may call in.
-AGENT_STATES = frozenset({DEPLOYING, DEPLOY_WAIT, CLEANING, CLEAN_WAIT, INSPECTING})
+AGENT_STATES = frozenset({DEPLOYING, DEPLOY_WAIT, CLEANING, CLEAN_WAIT, INSPECTING, INSPECT_WAIT})
 HEARTBEAT_INTERVAL = 5  # seconds between an agent's heartbeats
 ACTOR = "agent"
 

@@ -105,10 +105,14 @@ def _resume_after_agent(context: Context) -> Any:
     """What the agent endpoints call when the command a plan waits for is reported: the job
     that resumes the plan, enqueued once the report commits."""
     from portal.core.models import Node
-    from portal.core.states import CLEAN_WAIT, DEPLOY_WAIT
+    from portal.core.states import CLEAN_WAIT, DEPLOY_WAIT, INSPECT_WAIT
     from workers import queue as jobqueue
 
-    jobs = {DEPLOY_WAIT: "continue_deploy", CLEAN_WAIT: "continue_clean"}
+    jobs = {
+        DEPLOY_WAIT: "continue_deploy",
+        CLEAN_WAIT: "continue_clean",
+        INSPECT_WAIT: "continue_inspect",
+    }
 
     def resume(s: Any, node: Node) -> None:
         job = jobs.get(node.provision_state)

@@ -16,6 +16,7 @@ from netboot.render import BootTarget
 from portal.core.imagestore import ImageStore
 from portal.core.states import POWER_OFF, POWER_ON
 from workers import imageconvert
+from workers.drivers import agent
 from workers.drivers.base import Driver, NodeTask, StepResult
 
 
@@ -135,8 +136,20 @@ CLEAN: tuple[Step, ...] = (
     Step("clean_up_netboot", _clean_up_netboot),
 )
 
+# In-band inspection: the deploy ramdisk's agent reports the hardware it sees.
+INSPECT: tuple[Step, ...] = (
+    Step("power_off", _power(POWER_OFF), POWER_OFF),
+    Step("set_boot_pxe", _boot_device("pxe")),
+    Step("prepare_netboot", _prepare_netboot),
+    Step("power_on", _power(POWER_ON), POWER_ON),
+    Step("collect_inventory", lambda t, e: agent.collect_inventory(t)),
+    Step("power_off_after_inventory", _power(POWER_OFF), POWER_OFF),
+    Step("clean_up_netboot", _clean_up_netboot),
+)
+
 PLANS: dict[str, tuple[Step, ...]] = {
     "deploy": DEPLOY,
     "teardown": TEARDOWN,
     "clean": CLEAN,
+    "inspect": INSPECT,
 }

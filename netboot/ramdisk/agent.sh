@@ -550,7 +550,11 @@ $(($(cat "$d/size") * 512)), \"model\": $(json_str "$dmodel"), \"rotational\": $
         nics="$nics${nics:+, }{\"name\": $(json_str "${d##*/}"), \"mac\": $(json_str "$mac"), \
 \"link\": $link}"
     done
-    result "{\"cpus\": $cpus, \"cpu_model\": $(json_str "$model"), \"memory_mb\": \
+    # The firmware that booted the ramdisk: Linux shows EFI runtime services here.
+    boot_mode=bios
+    [ -d "$SYS/firmware/efi" ] && boot_mode=uefi
+    result "{\"cpus\": $cpus, \"cpu_model\": $(json_str "$model"), \"cpu_arch\": \
+$(json_str "$(uname -m)"), \"boot_mode\": \"$boot_mode\", \"memory_mb\": \
 $((${mem_kb:-0} / 1024)), \"disks\": [$disks], \"nics\": [$nics]}"
 }
 

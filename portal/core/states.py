@@ -12,6 +12,7 @@ Node states follow Ironic's names so operators recognise them. ``done``, ``fail`
     deploy failed --deploy--> deploying (retry) | --undeploy--> deleting
     clean failed  --provide--> cleaning (retry) | --manage--> manageable
     manageable --inspect--> inspecting --done--> manageable | --fail--> inspect failed
+    inspecting --wait--> inspect wait --resume--> inspecting      (in-band, by the agent)
     inspect failed --inspect--> inspecting (retry) | --manage--> manageable
 """
 
@@ -32,6 +33,7 @@ DEPLOY_FAILED = "deploy failed"
 ACTIVE = "active"
 DELETING = "deleting"
 INSPECTING = "inspecting"
+INSPECT_WAIT = "inspect wait"
 INSPECT_FAILED = "inspect failed"
 
 NODE_FSM = StateMachine(
@@ -45,6 +47,9 @@ NODE_FSM = StateMachine(
         (MANAGEABLE, "inspect"): INSPECTING,
         (INSPECTING, "done"): MANAGEABLE,
         (INSPECTING, "fail"): INSPECT_FAILED,
+        (INSPECTING, "wait"): INSPECT_WAIT,
+        (INSPECT_WAIT, "resume"): INSPECTING,
+        (INSPECT_WAIT, "fail"): INSPECT_FAILED,
         (INSPECT_FAILED, "inspect"): INSPECTING,
         (INSPECT_FAILED, "manage"): MANAGEABLE,
         (CLEANING, "done"): AVAILABLE,
@@ -70,6 +75,7 @@ NODE_FSM = StateMachine(
     targets={
         VERIFYING: MANAGEABLE,
         INSPECTING: MANAGEABLE,
+        INSPECT_WAIT: MANAGEABLE,
         CLEANING: AVAILABLE,
         CLEAN_WAIT: AVAILABLE,
         DEPLOYING: ACTIVE,
@@ -81,10 +87,10 @@ NODE_FSM = StateMachine(
 
 # States in which a worker is (or should be) doing something; the reconciler watches them.
 NODE_TRANSIENT = frozenset(
-    {VERIFYING, INSPECTING, CLEANING, CLEAN_WAIT, DEPLOYING, DEPLOY_WAIT, DELETING}
+    {VERIFYING, INSPECTING, INSPECT_WAIT, CLEANING, CLEAN_WAIT, DEPLOYING, DEPLOY_WAIT, DELETING}
 )
 # Transient states in which no job runs: an agent is expected to call back.
-NODE_WAITING = frozenset({CLEAN_WAIT, DEPLOY_WAIT})
+NODE_WAITING = frozenset({CLEAN_WAIT, DEPLOY_WAIT, INSPECT_WAIT})
 # Where a lost job leaves a node (fired with "fail").
 NODE_STABLE = frozenset(
     {ENROLL, MANAGEABLE, AVAILABLE, ACTIVE, DEPLOY_FAILED, CLEAN_FAILED, INSPECT_FAILED}

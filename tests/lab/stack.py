@@ -150,11 +150,20 @@ class Stack:
 
         return dict(until(there, timeout, f"instance {inst_id} to be {status}"))
 
-    def enroll_lab_nodes(self) -> list[str]:
-        """Enroll the lab machines (ipmi), manage and provide them; their node ids."""
+    def provision(self, node_id: str, target: str) -> None:
+        r = self.call("PUT", f"/v1/nodes/{node_id}/states/provision", self.admin,
+                      json={"target": target})  # fmt: skip
+        assert r.status_code == 202, r.text
+
+    def enroll_lab_nodes(
+        self, driver_info: dict[str, Any] | None = None, provide: bool = True
+    ) -> list[str]:
+        """Enroll the lab machines (ipmi), manage and (unless told not to) provide them;
+        their node ids. ``driver_info``: added to each node's."""
         ids = []
         for n in self.nodes:
             body = node_body(n.vm, n.bmc_spec)
+            body["driver_info"] = {**body["driver_info"], **(driver_info or {})}
             r = self.call("POST", "/v1/nodes", self.admin, json=body)
             assert r.status_code == 201, r.text
             ids.append(r.json()["uuid"])
@@ -164,8 +173,8 @@ class Stack:
             assert r.status_code == 202, r.text
         for node_id in ids:
             self.wait_node(node_id, "manageable", 120)
-            self.call("PUT", f"/v1/nodes/{node_id}/states/provision", self.admin,
-                    json={"target": "provide"})  # fmt: skip
+            if provide:
+                self.provision(node_id, "provide")
         return ids
 
     def upload_image(

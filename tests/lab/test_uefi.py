@@ -1,4 +1,5 @@
-"""A deploy on a UEFI (OVMF) machine: the flavor asks for ``capabilities:boot_mode: uefi``,
+"""In-band inspection and a deploy on a UEFI (OVMF) machine: the ramdisk's agent reports
+the machine (cpus, RAM, disk, boot mode), the flavor asks for ``capabilities:boot_mode: uefi``,
 the node netboots the deploy ramdisk through iPXE for UEFI (cleaning, then the deploy),
 boots the hybrid test image from its disk (SYSLINUX's EFI build at EFI/BOOT/BOOTX64.EFI)
 and calls back; deleting the instance cleans the node back to ``available``.
@@ -51,15 +52,29 @@ def _public_key() -> str:
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_uefi_node_deploys_boots_the_image_and_cleans(stack: Stack, ctx: Any) -> None:
     st = stack
-    (node_id,) = st.enroll_lab_nodes()
+    (node_id,) = st.enroll_lab_nodes({"inspect_mode": "agent"}, provide=False)
     assert st.node(node_id)["capabilities"] == {"boot_mode": "uefi"}
+    # in-band inspection: the ramdisk netbooted under OVMF reports the machine as it is
+    patch = [{"op": "replace", "path": "/properties", "value": {}},
+             {"op": "replace", "path": "/capabilities", "value": {}}]  # fmt: skip
+    r = st.call("PATCH", f"/v1/nodes/{node_id}", st.admin, json=patch,
+                headers={"Content-Type": "application/json-patch+json"})  # fmt: skip
+    assert r.status_code == 200, r.text
+    st.provision(node_id, "inspect")
+    seen = st.wait_node(node_id, "manageable", 300)
+    props = seen["properties"]
+    assert props["cpus"] == 1 and props["cpu_arch"] == "x86_64", props
+    assert 400 <= props["memory_mb"] <= 512 and props["local_gb"] == 0, props  # 512 MiB disk
+    assert seen["capabilities"] == {"boot_mode": "uefi"}  # what the ramdisk's firmware was
+    assert seen["power_state"] == "power off"
+    st.provision(node_id, "provide")
     st.wait_node(node_id, "available", 400)  # cleaning: the ramdisk netbooted under OVMF
 
     key = _public_key()
     r = st.call("POST", "/v1/keypairs", st.tenant, json={"name": "lab", "public_key": key})
     assert r.status_code == 201, r.text
     r = st.call("POST", "/v1/flavors", st.admin, json={
-        "name": "lab.uefi", "vcpus": 1, "ram_mb": 512, "disk_gb": 0, "cpu_arch": "x86_64",
+        "name": "lab.uefi", "vcpus": 1, "ram_mb": 256, "disk_gb": 0, "cpu_arch": "x86_64",
         "resource_class": "baremetal", "is_public": True,
         "extra_specs": {"capabilities:boot_mode": "uefi"},
     })  # fmt: skip

@@ -217,6 +217,8 @@ def test_inventory(tmp_path: Path) -> None:
         {"name": "eth0", "mac": MAC, "link": True},
         {"name": "eth1", "mac": "52:54:00:ab:cd:ef", "link": False},
     ]
+    assert inv["cpu_arch"] == os.uname().machine
+    assert inv["boot_mode"] == "bios"  # the fake sysfs has no firmware/efi
 
 
 def test_inventory_of_this_host(tmp_path: Path) -> None:
@@ -230,6 +232,7 @@ def test_inventory_of_this_host(tmp_path: Path) -> None:
     assert inv["cpus"] == os.cpu_count()
     assert inv["memory_mb"] > 0
     assert all(n["name"] != "lo" for n in inv["nics"])
+    assert inv["boot_mode"] == ("uefi" if Path("/sys/firmware/efi").is_dir() else "bios")
 
 
 def _fat_image(label: bytes, size: int) -> bytes:

@@ -14,12 +14,17 @@ from typing import Any
 from workers.drivers.base import (
     DriverError,
     ErrorKind,
+    Inventory,
     NodeTask,
     StepResult,
     check_image_fields,
 )
 
 WIPE_MODES = ("metadata", "full")
+# driver_info.inspect_mode: "bmc" asks the BMC (out-of-band, the driver's inspect
+# interface); "agent" netboots the deploy ramdisk and takes its inventory (in-band).
+INSPECT_MODES = ("bmc", "agent")
+GIB = 1024**3
 CONVERTIBLE = ("raw", "qcow2")  # raw is written as is, qcow2 as its raw copy
 
 
@@ -86,3 +91,47 @@ class AgentDeploy:
     def wipe_disks(self, task: NodeTask) -> StepResult:
         mode = task.driver_info.get("cleaning_mode", "metadata")
         return command(task, "wipe", {"mode": mode, "verify": True})
+
+
+def inspect_mode(task: NodeTask) -> str:
+    mode = str(task.driver_info.get("inspect_mode", "bmc"))
+    if mode not in INSPECT_MODES:
+        raise DriverError(
+            f"driver_info.inspect_mode must be one of {', '.join(INSPECT_MODES)}",
+            ErrorKind.INVALID,
+        )
+    if mode == "agent" and not any(p.get("pxe_enabled", True) for p in task.ports):
+        raise DriverError(
+            "in-band inspection netboots the deploy ramdisk: the node needs a port with "
+            "pxe_enabled (enroll its PXE NIC's MAC)",
+            ErrorKind.INVALID,
+        )
+    return mode
+
+
+def collect_inventory(task: NodeTask) -> StepResult:
+    return command(task, "inventory", {})
+
+
+def inventory_from_agent(found: dict[str, Any]) -> Inventory:
+    """The agent's ``inventory`` result as what inspection applies: cpus, RAM, the root
+    disk's size (the disk ``write_image`` writes by default: the first fixed one, by name),
+    the CPU architecture, the firmware's boot mode, and every NIC's MAC."""
+    props: dict[str, Any] = {}
+    if isinstance(found.get("cpus"), int) and found["cpus"] > 0:
+        props["cpus"] = found["cpus"]
+    if isinstance(found.get("memory_mb"), int) and found["memory_mb"] > 0:
+        props["memory_mb"] = found["memory_mb"]
+    if found.get("cpu_arch"):
+        props["cpu_arch"] = str(found["cpu_arch"])
+    disks = sorted(
+        (d for d in found.get("disks") or [] if not d.get("removable") and d.get("size_bytes")),
+        key=lambda d: str(d.get("name")),
+    )
+    if disks and isinstance(disks[0].get("size_bytes"), int):
+        props["local_gb"] = disks[0]["size_bytes"] // GIB
+    caps = {}
+    if found.get("boot_mode") in ("uefi", "bios"):
+        caps["boot_mode"] = str(found["boot_mode"])
+    macs = sorted({str(n["mac"]).lower() for n in found.get("nics") or [] if n.get("mac")})
+    return Inventory(properties=props, capabilities=caps, macs=macs, raw={"agent": found})

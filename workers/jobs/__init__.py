@@ -1,6 +1,6 @@
 """RQ job functions: top-level, idempotent, taking IDs. Enqueued as ``workers.jobs.<name>``."""
 
-from workers.jobs.inspect import inspect_node
+from workers.jobs.inspect import continue_inspect, inspect_node
 from workers.jobs.instances import (
     build_instance,
     continue_deploy,
@@ -15,6 +15,7 @@ __all__ = [
     "clean_node",
     "continue_clean",
     "continue_deploy",
+    "continue_inspect",
     "delete_instance",
     "inspect_node",
     "read_sensors",

@@ -339,7 +339,9 @@ class InventoryOut(Schema):
     node_uuid = fields.String(attribute="node_id")
     source = fields.String()
     collected_at = fields.DateTime()
-    inventory = fields.Dict(metadata={"description": "as the BMC reported it"})
+    inventory = fields.Dict(
+        metadata={"description": "as the BMC or, in-band, the deploy agent reported it"}
+    )
     applied = fields.Dict(
         metadata={"description": "what inspection changed: properties, capabilities, ports"}
     )
