@@ -249,18 +249,7 @@ def test_write_configdrive_adds_a_partition_at_the_end(tmp_path: Path) -> None:
     disk = tmp_path / "disk"
     disk.write_bytes(data)
     cd = _fat_image(b"CONFIG-2", MiB + 5)
-    d = _double()
-    with Server(d) as server:
-        d.files["cd.img"] = cd
-        cid = d.add(
-            "write_configdrive",
-            url=f"http://127.0.0.1:{server.port}/files/cd.img",
-            label="config-2",
-        )
-        run = run_agent(tmp_path, server, disk)
-    assert run.returncode == 0, run.stderr
-    r = d.results[cid]
-    assert r["ok"] is True, r
+    r = _write_configdrive(tmp_path, disk, cd)
     start = (size // 512 - 4096) // 2048 * 2048
     assert r["result"] == {
         "partition": f"{disk}2",

@@ -21,7 +21,8 @@ def _alice(s) -> Principal:
     return Principal(u.id, u.name, u.project_id, u.role)
 
 
-def test_deploy_waits_for_callback_then_resumes(ctx, jobs):
+def _deploy_waiting_for_agent(ctx, jobs) -> tuple[str, str]:
+    """An instance built on an agent-style node: the deploy waits for the agent."""
     w = seed_world(ctx)
     (node_id,) = make_available(ctx, 1, jobs)
     with ctx.session() as s:
@@ -31,6 +32,11 @@ def test_deploy_waits_for_callback_then_resumes(ctx, jobs):
             ctx, s, {"name": "a", "flavor": w.flavor, "image": w.image}, _alice(s)
         ).id
     jobs()
+    return node_id, inst_id
+
+
+def test_deploy_waits_for_callback_then_resumes(ctx, jobs):
+    node_id, inst_id = _deploy_waiting_for_agent(ctx, jobs)
     with ctx.session() as s:
         node = s.get_one(Node, node_id)
         assert node.provision_state == "wait call-back" and node.target_provision_state == "active"
@@ -46,15 +52,7 @@ def test_deploy_waits_for_callback_then_resumes(ctx, jobs):
 
 
 def test_a_deploy_with_no_agent_times_out_and_the_node_is_given_back(ctx, jobs):
-    w = seed_world(ctx)
-    (node_id,) = make_available(ctx, 1, jobs)
-    with ctx.session() as s:
-        node = s.get_one(Node, node_id)
-        node.driver_info = {**node.driver_info, "fake_async": True}
-        inst_id = instances.create(
-            ctx, s, {"name": "a", "flavor": w.flavor, "image": w.image}, _alice(s)
-        ).id
-    jobs()
+    node_id, inst_id = _deploy_waiting_for_agent(ctx, jobs)
     with ctx.session() as s:
         node = s.get_one(Node, node_id)
         assert node.provision_state == "wait call-back"
