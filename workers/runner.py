@@ -176,7 +176,10 @@ def run_plan(
             power.append(step.power_after)
         end = result == "wait" or index + 1 == len(steps)
         if end or time.monotonic() - last_checkpoint >= interval:
-            with ctx.db.session() as s:
+            # No autoflush: the callbacks' reads (the instance) would otherwise flush the
+            # node and the events so far, and the rest would follow at commit (two UPDATEs
+            # of the node, two INSERTs of events). Everything goes out once, at commit.
+            with ctx.db.session() as s, s.no_autoflush:
                 node = s.get_one(Node, node_id)
                 if end and result != "wait":
                     forget_plan_in(task.internal)

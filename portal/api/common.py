@@ -31,6 +31,14 @@ class _StrictParser(FlaskParser):
 class Blueprint(flask_smorest.Blueprint):
     ARGUMENTS_PARSER = _StrictParser()
 
+    def arguments(self, schema: Any, *args: Any, **kwargs: Any) -> Any:
+        """As flask-smorest's, with one schema instance for every request: given a schema
+        class, webargs builds a new instance (and its nested schemas) per request, ~0.3 ms
+        for ``NodeCreate``. Schemas keep no per-request state, so one instance serves all."""
+        if isinstance(schema, type):
+            schema = schema()
+        return super().arguments(schema, *args, **kwargs)
+
 
 def ctx() -> Context:
     c: Context = current_app.extensions["bms"]

@@ -4,24 +4,36 @@ from __future__ import annotations
 
 import time
 import uuid as uuidlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from sqlalchemy import (
     JSON,
     DateTime,
+    Insert,
     MetaData,
     String,
+    Table,
     TypeDecorator,
     create_engine,
     event,
     exc,
+    inspect,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    Session,
+    make_transient_to_detached,
+    mapped_column,
+    sessionmaker,
+)
+from sqlalchemy.sql import FromClause
 
 # Stable constraint names so Alembic migrations are identical on SQLite and PostgreSQL.
 NAMING = {
@@ -158,6 +170,71 @@ def make_engine(url: str, read_only: bool = False, **kwargs: Any) -> Engine:
         event.listen(engine, "checkin", _idle_since)
         event.listen(engine, "checkout", _ping_if_idle(engine))
     return engine
+
+
+def insert_now(session: Session, objs: Sequence[Base]) -> None:
+    """INSERT new ORM objects right away with plain Core statements (one per table, in
+    the order given; several rows of one table go in one executemany), instead of the
+    unit of work at the next flush: no change tracking, no RETURNING of keys the client
+    chose, a fraction of the CPU. Column defaults are computed here and set on the
+    objects, so they hold what their rows hold; an object whose key the client knows is
+    then attached to ``session`` as if loaded from it. One whose key the database
+    assigns (an event's id) is written and left out of the session.
+    """
+    rows: dict[Table, list[dict[str, Any]]] = {}
+    for obj in objs:
+        state = inspect(obj)
+        table = cast(Table, state.mapper.local_table)
+        row = {}
+        for prop in state.mapper.column_attrs:
+            column = prop.columns[0]
+            if prop.key in state.dict:
+                value = state.dict[prop.key]
+            elif column.default is not None and column.default.is_scalar:
+                value = column.default.arg
+            elif column.default is not None and column.default.is_callable:
+                value = column.default.arg(None)
+            elif column.server_default is not None or (
+                column.primary_key and column.autoincrement is True
+            ):
+                continue  # the database fills it in
+            else:
+                value = None
+            row[column.key] = value
+            state.dict[prop.key] = value
+        rows.setdefault(table, []).append(row)
+    for table, values in rows.items():
+        session.execute(table.insert(), values if len(values) > 1 else values[0])
+    for obj in objs:
+        state = inspect(obj)
+        if None not in state.mapper.primary_key_from_instance(obj):
+            make_transient_to_detached(obj)
+            session.add(obj)
+
+
+_INSERT_OR_SKIP: dict[tuple[str, str], Insert] = {}
+
+
+def insert_unless_taken(session: Session, table: FromClause, values: dict[str, Any]) -> bool:
+    """INSERT one row of ``table`` unless a unique key already holds its values; True if
+    the row went in.
+
+    ``INSERT ... ON CONFLICT DO NOTHING`` (both backends): a clash with a concurrent
+    transaction waits for it to end, as a plain INSERT would, but is an answer rather than
+    an error, so the caller needs no savepoint (two round trips) to go on after it. The
+    statement is built once per backend and table.
+    """
+    dialect = session.get_bind().dialect.name
+    key = (dialect, cast(Table, table).name)
+    stmt = _INSERT_OR_SKIP.get(key)
+    if stmt is None:
+        build = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        target = cast(Table, table)
+        stmt = _INSERT_OR_SKIP[key] = (
+            build(target).on_conflict_do_nothing().returning(*target.primary_key.columns)
+        )
+    # (the driver's rowcount is not reliable for this statement: ask for the key back)
+    return session.execute(stmt, values).first() is not None
 
 
 class Database:

@@ -22,7 +22,23 @@ def record(
     **payload: Any,
 ) -> Event:
     """Add an event to ``session``; it is committed (or rolled back) with the change it records."""
-    event = Event(
+    event = new(type, resource_type, resource_id, actor=actor, project_id=project_id, **payload)
+    session.add(event)
+    return event
+
+
+def new(
+    type: str,
+    resource_type: str,
+    resource_id: str,
+    *,
+    actor: str = SYSTEM,
+    project_id: str | None = None,
+    **payload: Any,
+) -> Event:
+    """An event not yet in any session, for a caller that writes it with its change in
+    one go (``portal.core.db.insert_now``); the same transaction rule applies."""
+    return Event(
         type=type,
         resource_type=resource_type,
         resource_id=resource_id,
@@ -30,5 +46,3 @@ def record(
         actor=actor,
         payload=payload,
     )
-    session.add(event)
-    return event

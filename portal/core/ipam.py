@@ -1,7 +1,7 @@
 """IP address management for the provider network: allocate, release, never hand out twice.
 
 The unique key on (subnet, address) is the guarantee; allocation picks the lowest free
-address and, if a concurrent transaction took it first, tries the next one.
+address and, if a concurrent transaction took it first (the INSERT skips it), looks again.
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from __future__ import annotations
 import ipaddress
 
 from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
 
+from portal.core.db import insert_unless_taken, new_uuid, utcnow
 from portal.core.errors import Conflict
 from portal.core.models import IPAllocation, Network, Subnet
 
@@ -35,24 +35,31 @@ def allocate(
             free = next((i for i in range(start, end + 1) if i not in used), None)
             if free is None:
                 break  # this subnet is full; try the next one
-            alloc = IPAllocation(
-                subnet_id=subnet.id,
-                network_id=network.id,
-                address=str(ipaddress.ip_address(free)),
-                instance_id=instance_id,
-            )
-            try:
-                with session.begin_nested():
-                    session.add(alloc)
-                return alloc
-            except IntegrityError:
+            values = {
+                "id": new_uuid(),
+                "subnet_id": subnet.id,
+                "network_id": network.id,
+                "address": str(ipaddress.ip_address(free)),
+                "instance_id": instance_id,
+                "created_at": utcnow(),
+                "updated_at": None,
+            }
+            if not insert_unless_taken(session, IPAllocation.__table__, values):
                 continue  # taken by a concurrent allocation: look again
+            # The row is in the transaction; hand it back as the session's, as loaded.
+            alloc = IPAllocation(**values)
+            make_transient_to_detached(alloc)
+            session.add(alloc)
+            return alloc
     raise Conflict(f"no free IP address left on network '{network.name}'", network=network.id)
 
 
 def release(session: Session, instance_id: str) -> list[str]:
-    addresses = list(
-        session.scalars(select(IPAllocation.address).where(IPAllocation.instance_id == instance_id))
+    """Free the instance's addresses; returns them (one statement: DELETE ... RETURNING)."""
+    return list(
+        session.scalars(
+            delete(IPAllocation)
+            .where(IPAllocation.instance_id == instance_id)
+            .returning(IPAllocation.address)
+        )
     )
-    session.execute(delete(IPAllocation).where(IPAllocation.instance_id == instance_id))
-    return addresses

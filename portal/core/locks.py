@@ -26,6 +26,19 @@ def acquire(session: Session, node_id: str, holder: str) -> bool:
     return result.rowcount == 1  # type: ignore[attr-defined]
 
 
+def acquire_and_read(session: Session, node_id: str, holder: str) -> Node | None:
+    """Take the lock (as :func:`acquire`) and read the node, in one statement (``UPDATE
+    ... RETURNING``): the node as the lock left it, loaded into ``session``; None if
+    another holder has it or there is no such node."""
+    return session.scalars(
+        update(Node)
+        .where(Node.id == node_id, (Node.reservation.is_(None)) | (Node.reservation == holder))
+        .values(reservation=holder, reserved_at=utcnow())
+        .returning(Node),
+        execution_options={"synchronize_session": False, "populate_existing": True},
+    ).one_or_none()
+
+
 def release(session: Session, node_id: str, holder: str) -> None:
     session.execute(
         update(Node)

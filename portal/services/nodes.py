@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from portal.core import events, lifecycle
-from portal.core.db import new_uuid
+from portal.core.db import insert_now, new_uuid
 from portal.core.errors import BadGateway, Conflict, Invalid, NotFound, Unavailable
 from portal.core.fsm import InvalidTransition
 from portal.core.models import Instance, Node, NodeInventory, Port
@@ -51,8 +51,19 @@ def _flush_unique(s: Session, name: str | None = None, macs: list[str] | None = 
     One flush for the whole node (node, ports, event) instead of one per row plus a
     savepoint per port: fewer round trips, and a clash still rolls back everything.
     """
+    _insert_unique(s, None, name, macs)
+
+
+def _insert_unique(
+    s: Session, objs: list[Any] | None, name: str | None = None, macs: list[str] | None = None
+) -> None:
+    """Flush (``objs`` None) or write ``objs`` now (``db.insert_now``); a unique-key
+    violation becomes a 409 naming the field that clashed."""
     try:
-        s.flush()
+        if objs is None:
+            s.flush()
+        else:
+            insert_now(s, objs)
     except IntegrityError as exc:
         text = str(exc.orig)
         if "ports.address" in text or "uq_ports_address" in text:
@@ -75,10 +86,7 @@ def create_node(ctx: Context, s: Session, data: dict[str, Any], actor: Principal
     macs = [p.address for p in ports]
     if len(set(macs)) != len(macs):
         raise Invalid("the same MAC is listed twice", field="ports")
-    s.add(node)
-    s.add_all(ports)
-    events.record(
-        s,
+    created = events.new(
         "node.created",
         "node",
         node.id,
@@ -88,7 +96,9 @@ def create_node(ctx: Context, s: Session, data: dict[str, Any], actor: Principal
         driver=node.driver,
         ports=macs,
     )
-    _flush_unique(s, node.name, macs)
+    # Node, ports and event are written at once with Core INSERTs (the unit of work cost
+    # ~1.5 ms of an enroll's ~5); a unique-key clash still fails the whole request.
+    _insert_unique(s, [node, *ports, created], node.name, macs)
     # The new node's ports are exactly these: say so, rather than have the response
     # load them back with one more query (and transaction) after the commit.
     set_committed_value(node, "ports", sorted(ports, key=lambda p: p.address))

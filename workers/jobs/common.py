@@ -74,11 +74,12 @@ def lock_node_in(session: Session, node_id: str, holder: str) -> Node | None:
     if there is no such node; raises :class:`NodeLocked` if someone else holds it. A
     caller that decides not to go on rolls back, which gives the lock back.
     """
-    if not locks.acquire(session, node_id, holder):
+    node = locks.acquire_and_read(session, node_id, holder)
+    if node is None:
         if session.get(Node, node_id) is None:
             return None
         raise locks.NodeLocked(node_id)
-    return session.get_one(Node, node_id, populate_existing=True)
+    return node
 
 
 def fail_node(ctx: WorkerContext, node_id: str, error: str, actor: str, power_off: bool) -> None:

@@ -6,6 +6,7 @@ import logging
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from portal.core import events, ipam, lifecycle, locks
 from portal.core.models import Instance, Network, Node
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 
 # A lost race re-reads the candidates; this bounds how often before giving up.
 MAX_SCHEDULE_ROUNDS = 5
+NO_VALID_HOST = "no valid host"
 
 
 class DeployAborted(Exception):
@@ -42,22 +44,10 @@ class DeployAborted(Exception):
 
 def build_instance(instance_id: str) -> str:
     ctx, holder = current(), holder_name()
-    with ctx.db.session() as s:
-        inst = s.get(Instance, instance_id)
-        if inst is None or inst.status != BUILD:
-            return "skipped"
-        node_id = inst.node_id
-    task: NodeTask | None = None
-    if node_id is None:
-        claimed = _schedule(ctx, instance_id, holder)
-        if claimed is None:
-            return "no valid host"
-        node_id, task = claimed
-    else:
-        # A retried job: the claim survived, take the lock back and resume the plan.
-        with ctx.db.session() as s:
-            if not locks.acquire(s, node_id, holder):
-                raise locks.NodeLocked(node_id)
+    outcome = _schedule(ctx, instance_id, holder)
+    if isinstance(outcome, str):
+        return outcome  # skipped, or no valid host
+    node_id, task = outcome
     return _deploy(ctx, instance_id, node_id, holder, task)
 
 
@@ -79,9 +69,17 @@ def _scheduler_config() -> SchedulerConfig:
     return SchedulerConfig.from_settings(current().settings)
 
 
-def _schedule(ctx: WorkerContext, instance_id: str, holder: str) -> tuple[str, NodeTask] | None:
+def _schedule(
+    ctx: WorkerContext, instance_id: str, holder: str
+) -> tuple[str, NodeTask | None] | str:
     """Rank the nodes and claim the best, in one transaction; on no candidate, put the
-    instance in ERROR with the reasons. Returns the node and the deploy's task.
+    instance in ERROR with the reasons. Returns the node and the deploy's task, or why
+    there is nothing to deploy: "skipped" (no such instance, or no longer ``BUILD``) or
+    "no valid host".
+
+    The first round's transaction also reads the instance first: a retried job whose
+    claim survived takes the node's lock back in it and resumes the deploy (no task: the
+    plan reads the node itself).
 
     The first round locks its batch of candidates and skips nodes other workers are
     claiming at that moment (``FOR UPDATE SKIP LOCKED`` on PostgreSQL): concurrent
@@ -93,9 +91,15 @@ def _schedule(ctx: WorkerContext, instance_id: str, holder: str) -> tuple[str, N
     spec: RequestSpec | None = None
     for round_ in range(MAX_SCHEDULE_ROUNDS):
         with ctx.db.session() as s:
-            inst = s.get_one(Instance, instance_id)
-            if inst.status != BUILD:  # deleted while we were choosing
-                return None
+            inst = s.get(Instance, instance_id)
+            if inst is None or inst.status != BUILD:
+                # round 0: nothing to build; later: deleted while we were choosing
+                return "skipped" if round_ == 0 else NO_VALID_HOST
+            if round_ == 0 and inst.node_id is not None:
+                # A retried job: the claim survived, take the lock back and resume the plan.
+                if not locks.acquire(s, inst.node_id, holder):
+                    raise locks.NodeLocked(inst.node_id)
+                return inst.node_id, None
             spec = RequestSpec.for_instance(s, inst)
             ranked = candidates(s, spec, config, skip_locked=round_ == 0)
             if not ranked and round_ > 0:
@@ -106,11 +110,11 @@ def _schedule(ctx: WorkerContext, instance_id: str, holder: str) -> tuple[str, N
                 if not still_fits(s, node.id, spec, instance_id):
                     s.rollback()  # a group member or hinted instance just moved: re-rank
                     break
-                return _claimed(ctx, s, node, instance_id, holder)
+                return _claimed(ctx, s, node, instance_id, holder) or NO_VALID_HOST
     with ctx.db.session() as s:
         inst = s.get_one(Instance, instance_id)
         if inst.status != BUILD:
-            return None
+            return NO_VALID_HOST
         spec = spec or RequestSpec.for_instance(s, inst)
         full, tenant = explain(s, spec, config)
         lifecycle.fire_instance(
@@ -137,24 +141,29 @@ def _schedule(ctx: WorkerContext, instance_id: str, holder: str) -> tuple[str, N
             total=full.total,
             removed=full.removed,
         )
-    return None
+    return NO_VALID_HOST
 
 
 def _claimed(
     ctx: WorkerContext, s: Session, node: Node, instance_id: str, holder: str
 ) -> tuple[str, NodeTask] | None:
-    """The claim's bookkeeping, in its transaction: deploy fired, addresses, progress."""
-    s.refresh(node)  # the claim's UPDATE went around the ORM
-    # Lock the instance row so a concurrent delete either sees the claim or wins.
-    inst = s.get_one(Instance, instance_id, with_for_update=True, populate_existing=True)
-    if inst.status != BUILD:  # deleted while we were choosing
-        s.rollback()
-        return None
-    lifecycle.fire_node(s, node, "deploy", actor=holder, instance_id=instance_id)
-    inst.node_id = node.id
-    _allocate_addresses(s, inst)
-    lifecycle.set_instance_task(s, inst, "scheduled", 5)
-    return node.id, node_task(ctx, s, node)
+    """The claim's bookkeeping, in its transaction: deploy fired, addresses, progress.
+
+    Without autoflush, the reads in between do not write the node, the instance and the
+    events piecemeal: each goes out once, at commit.
+    """
+    with s.no_autoflush:
+        s.refresh(node)  # the claim's UPDATE went around the ORM
+        # Lock the instance row so a concurrent delete either sees the claim or wins.
+        inst = s.get_one(Instance, instance_id, with_for_update=True, populate_existing=True)
+        if inst.status != BUILD:  # deleted while we were choosing
+            s.rollback()
+            return None
+        lifecycle.fire_node(s, node, "deploy", actor=holder, instance_id=instance_id)
+        inst.node_id = node.id
+        _allocate_addresses(s, inst)
+        lifecycle.set_instance_task(s, inst, "scheduled", 5)
+        return node.id, node_task(ctx, s, node)
 
 
 def _allocate_addresses(session: Session, inst: Instance) -> None:
@@ -169,10 +178,12 @@ def _allocate_addresses(session: Session, inst: Instance) -> None:
             .limit(1)
         )
     )
-    for network in session.scalars(query):
-        ipam.allocate(session, network, inst.id)
-    session.flush()
-    session.expire(inst, ["addresses"])  # reloaded when the deploy's task reads them
+    allocs = [ipam.allocate(session, network, inst.id) for network in session.scalars(query)]
+    if len(allocs) <= 1:
+        # The instance's addresses are exactly these: no need to read them back.
+        set_committed_value(inst, "addresses", allocs)
+    else:
+        session.expire(inst, ["addresses"])  # reloaded, in address order, when read
 
 
 def _deploy(
