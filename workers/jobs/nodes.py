@@ -19,7 +19,7 @@ from workers.runner import node_task, record_power, run_plan
 def verify_node(node_id: str) -> str:
     """verifying → manageable if the BMC answers with the given credentials, else → enroll."""
     ctx, holder = current(), holder_name()
-    with node_lock(ctx, node_id, holder):
+    with node_lock(ctx, node_id, holder) as hold:
         with ctx.db.session() as s:
             node = s.get(Node, node_id)
             if node is None or node.provision_state != VERIFYING:
@@ -41,6 +41,9 @@ def verify_node(node_id: str) -> str:
             if node.power_state != power:
                 record_power(s, node, power, holder)
             lifecycle.fire_node(s, node, "done", actor=holder)
+            # unlocked in the transaction that makes it manageable: an admin who sees
+            # "manageable" can act on it at once
+            hold.release_in(s, node)
     return "done"
 
 
