@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
+from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Integer, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from portal.core.errors import QuotaExceeded
@@ -49,16 +51,9 @@ def reserve(
     when the UPDATE matched nothing, so the usual case is one statement).
     """
     want = {"instances": instances, "vcpus": vcpus, "ram_mb": ram_mb}
-    cols = {r: getattr(Quota, r) for r in RESOURCES}
-    used = {r: getattr(Quota, f"{r}_used") for r in RESOURCES}
-    stmt = (
-        update(Quota)
-        .where(Quota.project_id == project_id)
-        .where(*[or_(cols[r] < 0, used[r] + want[r] <= cols[r]) for r in RESOURCES])
-        .values({f"{r}_used": used[r] + want[r] for r in RESOURCES})
-        .execution_options(synchronize_session=False)
-    )
-    if session.execute(stmt).rowcount == 1:  # type: ignore[attr-defined]
+    params: dict[str, Any] = {f"want_{r}": n for r, n in want.items()}
+    params["quota_project"] = project_id
+    if session.execute(_reserve_statement(), params).rowcount == 1:  # type: ignore[attr-defined]
         return
     quota = session.execute(
         select(Quota).where(Quota.project_id == project_id)
@@ -75,6 +70,21 @@ def reserve(
         if getattr(quota, r) >= 0 and getattr(quota, r + "_used") + want[r] > getattr(quota, r)
     ]
     raise QuotaExceeded("quota exceeded for " + "; ".join(over), resources=over)
+
+
+@cache
+def _reserve_statement() -> Any:
+    """``reserve``'s conditional UPDATE, built once (the amounts are bound parameters)."""
+    cols = {r: getattr(Quota, r) for r in RESOURCES}
+    used = {r: getattr(Quota, f"{r}_used") for r in RESOURCES}
+    want = {r: bindparam(f"want_{r}", type_=Integer) for r in RESOURCES}
+    return (
+        update(Quota)
+        .where(Quota.project_id == bindparam("quota_project"))
+        .where(*[or_(cols[r] < 0, used[r] + want[r] <= cols[r]) for r in RESOURCES])
+        .values({f"{r}_used": used[r] + want[r] for r in RESOURCES})
+        .execution_options(synchronize_session=False)
+    )
 
 
 def release(session: Session, project_id: str, *, instances: int, vcpus: int, ram_mb: int) -> None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Select, exists, or_, select
+from sqlalchemy import Select, bindparam, exists, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -42,24 +43,36 @@ def check_extra_specs(specs: dict[str, Any]) -> None:
 
 
 def visible(principal: Principal) -> Select[Flavor]:
+    return _visible(principal.project_id, admin=principal.is_admin)
+
+
+def _visible(project_id: Any, *, admin: bool) -> Select[Flavor]:
     stmt = select(Flavor)
-    if not principal.is_admin:
+    if not admin:
         stmt = stmt.where(
             Flavor.disabled.is_(False),
             or_(
                 Flavor.is_public.is_(True),
                 exists().where(
                     FlavorAccess.flavor_id == Flavor.id,
-                    FlavorAccess.project_id == principal.project_id,
+                    FlavorAccess.project_id == project_id,
                 ),
             ),
         )
     return stmt
 
 
+@cache
+def _lookup(admin: bool) -> Select[Flavor]:
+    """``get_visible``'s statement, built once per role (values are bound parameters)."""
+    ident = bindparam("ident", type_=Flavor.id.type)
+    stmt = _visible(bindparam("project_id"), admin=admin)
+    return stmt.where(or_(Flavor.id == ident, Flavor.name == ident))
+
+
 def get_visible(s: Session, ident: str, principal: Principal) -> Flavor:
     flavor = s.scalars(
-        visible(principal).where(or_(Flavor.id == ident, Flavor.name == ident))
+        _lookup(principal.is_admin), {"ident": ident, "project_id": principal.project_id}
     ).first()
     if flavor is None:
         raise NotFound(f"flavor '{ident}' not found")

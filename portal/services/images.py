@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any, BinaryIO
 
-from sqlalchemy import Select, exists, or_, select
+from sqlalchemy import Select, bindparam, exists, or_, select
 from sqlalchemy import update as sql_update
 from sqlalchemy.orm import Session
 
@@ -17,9 +18,12 @@ from tenants.principal import Principal
 
 
 def visible(principal: Principal) -> Select[Image]:
+    return _visible(principal.project_id, admin=principal.is_admin)
+
+
+def _visible(pid: Any, *, admin: bool) -> Select[Image]:
     stmt = select(Image).where(Image.status != "deleted")
-    if not principal.is_admin:
-        pid = principal.project_id
+    if not admin:
         stmt = stmt.where(
             or_(
                 Image.visibility.in_(("public", "community")),
@@ -31,8 +35,16 @@ def visible(principal: Principal) -> Select[Image]:
     return stmt
 
 
+@cache
+def _lookup(admin: bool) -> Select[Image]:
+    """``get_visible``'s statement, built once per role (values are bound parameters)."""
+    return _visible(bindparam("project_id"), admin=admin).where(Image.id == bindparam("ident"))
+
+
 def get_visible(s: Session, ident: str, principal: Principal) -> Image:
-    image = s.scalars(visible(principal).where(Image.id == ident)).first()
+    image = s.scalars(
+        _lookup(principal.is_admin), {"ident": ident, "project_id": principal.project_id}
+    ).first()
     if image is None:
         raise NotFound(f"image '{ident}' not found")
     return image

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -28,8 +29,19 @@ def visible(principal: Principal) -> Select[Instance]:
     return stmt
 
 
+@cache
+def _lookup(admin: bool) -> Select[Instance]:
+    """``get_visible``'s statement, built once per role (values are bound parameters)."""
+    stmt = select(Instance).options(selectinload(Instance.addresses))
+    if not admin:
+        stmt = stmt.where(Instance.project_id == bindparam("project_id"))
+    return stmt.where(Instance.id == bindparam("ident"))
+
+
 def get_visible(s: Session, ident: str, principal: Principal) -> Instance:
-    inst = s.scalars(visible(principal).where(Instance.id == ident)).first()
+    inst = s.scalars(
+        _lookup(principal.is_admin), {"ident": ident, "project_id": principal.project_id}
+    ).first()
     if inst is None:
         raise NotFound(f"instance '{ident}' not found")
     return inst
