@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,3 +120,15 @@ def make_available(ctx: Context, count: int, run_jobs: Any, **over: Any) -> list
             nodes.provision(ctx, s, s.get_one(Node, nid), "provide", identity.SYSTEM)
     run_jobs()
     return ids
+
+
+def stop_processes(procs: Iterable[subprocess.Popen[Any]], grace: float) -> None:
+    """Terminate every process, then kill whichever has not exited after ``grace`` s."""
+    procs = list(procs)
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(grace)
+        except subprocess.TimeoutExpired:
+            p.kill()

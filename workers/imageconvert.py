@@ -46,7 +46,8 @@ def ensure_raw(store: ImageStore, image_id: str, source_format: str, timeout: fl
     done = _read_done(store, image_id)
     if done is not None:
         return done
-    if store.path(image_id) is None:
+    source = store.path(image_id)
+    if source is None:
         raise DriverError(f"image {image_id}: its bytes are missing from the image store")
     lock_path = store.variant_path(image_id, f"{RAW}.lock")
     with open(os.open(lock_path, os.O_WRONLY | os.O_CREAT, 0o600), "w") as lock:
@@ -54,7 +55,7 @@ def ensure_raw(store: ImageStore, image_id: str, source_format: str, timeout: fl
         done = _read_done(store, image_id)
         if done is not None:
             return done
-        return _convert(store, image_id, source_format, timeout)
+        return _convert(store, image_id, source, source_format, timeout)
 
 
 def _read_done(store: ImageStore, image_id: str) -> RawImage | None:
@@ -68,10 +69,9 @@ def _read_done(store: ImageStore, image_id: str) -> RawImage | None:
     return None
 
 
-def _convert(store: ImageStore, image_id: str, source_format: str, timeout: float) -> RawImage:
-    source = store.path(image_id)
-    if source is None:
-        raise DriverError(f"image {image_id}: its bytes are missing from the image store")
+def _convert(
+    store: ImageStore, image_id: str, source: Path, source_format: str, timeout: float
+) -> RawImage:
     virtual_size = vet(info(source, source_format), source_format)
     final = store.variant_path(image_id, RAW)
     part = store.variant_path(image_id, f"{RAW}.{os.getpid()}.part")

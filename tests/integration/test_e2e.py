@@ -21,7 +21,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from tests.helpers import node_body, seed_admin_and_tenant
+from tests.helpers import node_body, seed_admin_and_tenant, stop_processes
 
 pytestmark = pytest.mark.e2e
 
@@ -107,13 +107,7 @@ def stack(ctx: Any, request: pytest.FixtureRequest) -> Iterator[Stack]:
         _wait(up, 30, "gunicorn")
         yield Stack(base, admin, alice, pa.id)
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes(procs, grace=10)
 
 
 def _enroll_available(st: Stack, count: int) -> list[str]:

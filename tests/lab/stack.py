@@ -28,6 +28,7 @@ from netboot.lab.network import LabNetwork
 from portal.services import identity, networks
 from portal.services.context import Context
 from tenants.roles import ADMIN, MEMBER
+from tests.helpers import stop_processes
 
 NET = LabNetwork()
 # The Debian packages the ramdisk and the test image are built from (shared with tests/netboot).
@@ -36,7 +37,8 @@ CACHE = Path(
     or Path(__file__).resolve().parents[2] / "var" / "cache" / "debian"
 )
 # Tenant addresses: the lab subnet, outside dnsmasq's dynamic range (.10-.245).
-PROVIDER = {"cidr": "10.250.0.0/24", "pool": "10.250.0.246-10.250.0.252", "gw": "10.250.0.1"}
+# Instances' static addresses on the lab segment, as `bms lab up` advises.
+PROVIDER = NET.provider_env()
 
 
 def require_lab() -> None:
@@ -221,9 +223,9 @@ def artefacts(netboot_root: Path) -> Path:
 def seed(ctx: Context) -> tuple[str, str]:
     settings = dataclasses.replace(
         ctx.settings,
-        provider_network_cidr=PROVIDER["cidr"],
-        provider_network_pool=PROVIDER["pool"],
-        provider_network_gateway=PROVIDER["gw"],
+        provider_network_cidr=PROVIDER["BMS_PROVIDER_CIDR"],
+        provider_network_pool=PROVIDER["BMS_PROVIDER_POOL"],
+        provider_network_gateway=PROVIDER["BMS_PROVIDER_GATEWAY"],
     )
     lab_ctx = dataclasses.replace(ctx, settings=settings)
     with ctx.session() as s:
@@ -302,11 +304,5 @@ def lab_stack(
         yield st
         callbacks.shutdown()
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes(procs, grace=15)
         labmod.down(cfg.labdir)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from portal.core.imageformat import DISK_FORMATS
 from workers.drivers.base import (
     DriverError,
     ErrorKind,
@@ -25,7 +26,6 @@ WIPE_MODES = ("metadata", "full")
 # interface); "agent" netboots the deploy ramdisk and takes its inventory (in-band).
 INSPECT_MODES = ("bmc", "agent")
 GIB = 1024**3
-CONVERTIBLE = ("raw", "qcow2")  # raw is written as is, qcow2 as its raw copy
 
 
 def command(task: NodeTask, name: str, args: dict[str, Any]) -> StepResult:
@@ -51,10 +51,11 @@ class AgentDeploy:
                 ErrorKind.INVALID,
             )
         check_image_fields(task)
-        if task.instance.get("image_disk_format") not in (*CONVERTIBLE, None):
+        # raw is written as it is, qcow2 as its raw copy (prepare_image)
+        if task.instance.get("image_disk_format") not in (*DISK_FORMATS, None):
             raise DriverError(
                 f"image format {task.instance.get('image_disk_format')!r} cannot be deployed: "
-                f"allowed {', '.join(CONVERTIBLE)}",
+                f"allowed {', '.join(DISK_FORMATS)}",
                 ErrorKind.UNSUPPORTED,
             )
 

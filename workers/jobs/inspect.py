@@ -43,6 +43,7 @@ def _inspect(node_id: str, expected_state: str, resume: bool) -> str:
         if resume:
             lifecycle.fire_node(s, node, "resume", actor=holder)
         task = node_task(ctx, s, node)
+    mode = "bmc"  # until inspect_mode() has vetted the node's choice
     with node_lock(ctx, node_id, holder, acquired=True) as hold:
         try:
             mode = inspect_mode(task)
@@ -52,8 +53,9 @@ def _inspect(node_id: str, expected_state: str, resume: bool) -> str:
             driver.inspect.validate(task)
             found = driver.inspect.inspect_hardware(task)
         except Exception as exc:
-            in_band = task.driver_info.get("inspect_mode") == "agent"
-            fail_node(ctx, node_id, f"inspection failed: {exc}", holder, power_off=in_band)
+            # in-band inspection powered the node on: leave it off
+            power_off = mode == "agent"
+            fail_node(ctx, node_id, f"inspection failed: {exc}", holder, power_off=power_off)
             return "failed"
         with ctx.db.session() as s:
             _apply_and_finish(s, s.get_one(Node, node_id), found, task.driver, hold)
