@@ -7,16 +7,19 @@ Run from the repository root: ``.venv/bin/python benchmarks/api.py [--nodes N]``
    ``portal.services.identity`` and serves the production WSGI app under gunicorn on
    127.0.0.1 (``--workers 2 --worker-class gthread --threads 4 --no-control-socket``),
    wrapped by ``benchmarks.timed_wsgi``, which adds a ``Server-Timing`` header (the app is
-   not changed for it). Over one ``requests.Session`` it
+   not changed for it). Over one keep-alive connection (``benchmarks._http``: the standard
+   library's ``http.client``; ``requests`` adds ~0.5 ms of client CPU per call) it
 
    - times 300 ``GET /healthz`` (no auth, no database): the floor of one request;
    - enrolls N nodes one ``POST /v1/nodes`` at a time, each body carrying one port (MAC):
      one request per node + port, where Ironic needs two (``POST /v1/nodes``, ``POST
-     /v1/ports``);
+     /v1/ports``); then ``--requests-sample`` (300) more through a ``requests.Session``,
+     reported beside it;
    - enrolls N more through ``POST /v1/nodes/import``, in batches (default 250 per request).
 
 2. OpenStack Ironic 39.0.0 (``benchmarks.peers.ironic``: one process, SQLite, noauth,
-   fake-hardware) next to it: the same N sequential enrolls, node + port.
+   fake-hardware) next to it: the same N sequential enrolls, node + port, through the
+   same client.
 
 3. The list, with both servers up: ``GET /v1/nodes?limit=1000`` on the portal (1,000 nodes
    with their ports, the same document as a node's GET) and ``GET
@@ -72,6 +75,7 @@ from benchmarks._common import (
     wait_http,
     wait_quiet,
 )
+from benchmarks._http import KeepAliveClient, Reply
 from benchmarks.peers import ironic
 from benchmarks.peers._venv import free_port
 
@@ -96,6 +100,12 @@ class Figures:
     enroll_client_ms: list[float] = field(default_factory=list)
     enroll_server_ms: list[float] = field(default_factory=list)
     floor_client_ms: list[float] = field(default_factory=list)
+    # The same with a requests.Session (a sample after the main run), for reference.
+    requests_seconds: float = 0.0
+    requests_count: int = 0
+    requests_client_ms: list[float] = field(default_factory=list)
+    requests_server_ms: list[float] = field(default_factory=list)
+    requests_floor_ms: list[float] = field(default_factory=list)
     import_seconds: float = 0.0
     list_client_ms: list[float] = field(default_factory=list)
     list_server_ms: list[float] = field(default_factory=list)
@@ -140,12 +150,12 @@ def node_body(prefix: str, i: int) -> dict[str, Any]:
 
 
 def mac(prefix: str, i: int) -> str:
-    tag = 0x10 if prefix.endswith("seq") else 0x20
+    tag = {"seq": 0x10, "imp": 0x20, "req": 0x30}[prefix.rsplit("-", 1)[-1]]
     return f"52:54:{tag:02x}:{i >> 16 & 0xFF:02x}:{i >> 8 & 0xFF:02x}:{i & 0xFF:02x}"
 
 
-def server_ms(response: requests.Response) -> float:
-    header = response.headers.get("Server-Timing", "")
+def server_ms(response: requests.Response | Reply) -> float:
+    header = response.headers.get("server-timing", "")
     for part in header.split(";"):
         if part.strip().startswith("dur="):
             return float(part.strip()[4:])
@@ -209,41 +219,61 @@ def start_gunicorn(
 
 
 def portal_enroll(
+    client: KeepAliveClient,
     session: requests.Session,
     base: str,
     n: int,
-    batch: int,
+    args: argparse.Namespace,
     fig: Figures,
     sessions: set[int],
-    quiet: float,
 ) -> None:
     # Warm up each gunicorn worker (imports, token cache, connection pool): not timed.
     for _ in range(8):
         session.get(f"{base}/v1/nodes?limit=1", timeout=30).raise_for_status()
+        client.get("/v1/nodes?limit=1").raise_for_status()
     # The floor: a request that does no work (no auth, no database) on the same path.
     for _ in range(300):
         t0 = time.perf_counter()
-        session.get(f"{base}/healthz", timeout=30).raise_for_status()
+        client.get("/healthz").raise_for_status()
         fig.floor_client_ms.append((time.perf_counter() - t0) * 1000)
+        t0 = time.perf_counter()
+        session.get(f"{base}/healthz", timeout=30).raise_for_status()
+        fig.requests_floor_ms.append((time.perf_counter() - t0) * 1000)
 
-    with Timed([fig], "enroll", sessions, quiet):
+    with Timed([fig], "enroll", sessions, args.quiet_wait):
         log(f"portal: {n} sequential POST /v1/nodes (node + 1 port each)")
         started = time.perf_counter()
         for i in range(n):
             t0 = time.perf_counter()
-            r = session.post(f"{base}/v1/nodes", json=node_body("bench-seq", i), timeout=30)
+            r = client.post("/v1/nodes", node_body("bench-seq", i))
+            r.json()  # the client has the node, as requests' caller would
             fig.enroll_client_ms.append((time.perf_counter() - t0) * 1000)
-            if r.status_code != 201:
-                raise RuntimeError(f"POST /v1/nodes -> {r.status_code}: {r.text[:500]}")
+            if r.status != 201:
+                raise RuntimeError(f"POST /v1/nodes -> {r.status}: {r.body[:500]!r}")
             fig.enroll_server_ms.append(server_ms(r))
         fig.enroll_seconds = time.perf_counter() - started
 
-    with Timed([fig], "import", sessions, quiet):
-        log(f"portal: {n} nodes through POST /v1/nodes/import, {batch} per request")
+    if args.requests_sample:
+        count = fig.requests_count = min(args.requests_sample, n)
+        with Timed([fig], "enroll (requests)", sessions, args.quiet_wait):
+            log(f"portal: {count} more sequential POST /v1/nodes through a requests.Session")
+            started = time.perf_counter()
+            for i in range(count):
+                t0 = time.perf_counter()
+                r2 = session.post(f"{base}/v1/nodes", json=node_body("bench-req", i), timeout=30)
+                r2.json()
+                fig.requests_client_ms.append((time.perf_counter() - t0) * 1000)
+                if r2.status_code != 201:
+                    raise RuntimeError(f"POST /v1/nodes -> {r2.status_code}: {r2.text[:500]}")
+                fig.requests_server_ms.append(server_ms(r2))
+            fig.requests_seconds = time.perf_counter() - started
+
+    with Timed([fig], "import", sessions, args.quiet_wait):
+        log(f"portal: {n} nodes through POST /v1/nodes/import, {args.batch} per request")
         started = time.perf_counter()
-        for first in range(0, n, batch):
-            rows = [node_body("bench-imp", i) for i in range(first, min(n, first + batch))]
-            r = session.post(f"{base}/v1/nodes/import", json=rows, timeout=300)
+        for first in range(0, n, args.batch):
+            rows = [node_body("bench-imp", i) for i in range(first, min(n, first + args.batch))]
+            r = client.post("/v1/nodes/import", rows)
             r.raise_for_status()
             result = r.json()
             if result["failed"] or result["created"] != len(rows):
@@ -403,6 +433,21 @@ def report(n: int, p: Figures, i: Figures | None, version: str, args: argparse.N
             "",
         ],
         [
+            f"  same through requests.Session ({p.requests_count} nodes)",
+            f"{p.requests_count / p.requests_seconds:.0f} nodes/s" if p.requests_count else "-",
+            "-",
+            "",
+        ],
+        [
+            "    client / server ms median, floor",
+            f"{median(p.requests_client_ms):.2f} / {median(p.requests_server_ms):.2f},"
+            f" {median(p.requests_floor_ms):.2f}"
+            if p.requests_count
+            else "-",
+            "-",
+            "",
+        ],
+        [
             f"bulk import, {args.batch} nodes/request",
             f"{n / p.import_seconds:.0f} nodes/s",
             "no bulk API",
@@ -504,6 +549,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=50, help="timed list requests")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+    parser.add_argument(
+        "--requests-sample",
+        type=int,
+        default=300,
+        help="sequential enrolls repeated through a requests.Session, for reference (0: none)",
+    )
     parser.add_argument("--no-ironic", action="store_true", help="skip the Ironic side")
     parser.add_argument("--profile", action="store_true", help="cProfile the list in-process")
     parser.add_argument("--keep-db", action="store_true", help=f"keep database {DB_NAME}")
@@ -543,7 +594,9 @@ def main(argv: list[str] | None = None) -> int:
         gunicorn, base = start_gunicorn(env, args.workers, args.threads)
         log(f"portal serving on {base} (log: {var_dir / 'gunicorn.log'})")
         sessions = {gunicorn.pid}
-        portal_enroll(session, base, n, args.batch, p, sessions, args.quiet_wait)
+        client = KeepAliveClient(base, {"X-Auth-Token": token})
+        portal_enroll(client, session, base, n, args, p, sessions)
+        client.close()
         if i is None:
             list_phase(session, base, p, None, None, args.repeats, sessions, args.quiet_wait)
         else:

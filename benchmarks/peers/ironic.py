@@ -34,6 +34,7 @@ import requests
 if not __package__:  # run as a script: the repository root on the path for ``benchmarks.*``
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from benchmarks._http import KeepAliveClient
 from benchmarks.peers._venv import free_port, python_runs, rebuild_venv, tail
 
 IRONIC_VERSION = "39.0.0"
@@ -279,15 +280,16 @@ def enroll_sequential(base_url: str, n: int, *, with_ports: bool = True) -> floa
     cpu_arch) followed, by default, by one ``POST /v1/ports`` for its NIC:
     two requests per node, which is what enrolling a machine with a MAC takes
     in Ironic.  Pass ``with_ports=False`` to time nodes only.  All requests
-    go through one ``requests.Session`` with the latest API microversion.
+    go over one keep-alive connection (``benchmarks._http``, the client the
+    portal's sequential enrolls use) with the latest API microversion.
     """
-    session = _session()
+    client = KeepAliveClient(base_url, dict(API_HEADERS))
     try:
         started = time.perf_counter()
         for index in range(n):
-            node = session.post(
-                f"{base_url}/v1/nodes",
-                json={
+            node = client.post(
+                "/v1/nodes",
+                {
                     "name": f"bench-{index:05d}",
                     "driver": "fake-hardware",
                     "properties": {
@@ -297,19 +299,16 @@ def enroll_sequential(base_url: str, n: int, *, with_ports: bool = True) -> floa
                         "cpu_arch": "x86_64",
                     },
                 },
-                timeout=60,
             )
             node.raise_for_status()
             if with_ports:
-                port = session.post(
-                    f"{base_url}/v1/ports",
-                    json={"node_uuid": node.json()["uuid"], "address": _mac(index)},
-                    timeout=60,
+                port = client.post(
+                    "/v1/ports", {"node_uuid": node.json()["uuid"], "address": _mac(index)}
                 )
                 port.raise_for_status()
         return time.perf_counter() - started
     finally:
-        session.close()
+        client.close()
 
 
 def list_detailed(base_url: str, repeats: int, *, warmup: int = 1) -> list[float]:

@@ -6,6 +6,7 @@ so a key rotation is "prepend the new key, run ``bms secrets rotate``, drop the 
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,7 +18,9 @@ PREFIX = "fernet:"
 REDACTED = "******"
 
 
+@functools.lru_cache(maxsize=1024)
 def is_secret_field(key: str) -> bool:
+    # Cached: a 1,000-node list asks for the same few keys thousands of times.
     k = key.lower()
     return k.endswith("password") or k.endswith("secret") or k.endswith("token") or k == "key"
 

@@ -465,6 +465,43 @@ def test_list_filters(ctx, client, admin, world) -> None:
     assert uuids("associated=true") == set()
 
 
+def test_list_gives_each_node_as_its_own_get_does(client, admin, world) -> None:
+    """The list is serialized by hand (``dump_nodes``) for speed; byte for byte it must say
+    what ``GET /v1/nodes/<id>`` (marshmallow's ``NodeOut``) says: ports, redacted secrets,
+    every timestamp (set and unset), owner, maintenance."""
+    plain = create(client, admin, 1, ports=[])
+    two_ports = create(
+        client,
+        admin,
+        2,
+        ports=[{"address": "52:54:00:00:02:02"}, {"address": "52:54:00:00:02:01"}],
+        capabilities={"boot_mode": "uefi"},
+        traits=["CUSTOM_A"],
+        owner=world.alice_project,
+    )
+    busy = create(client, admin, 3)
+    client.put(
+        f"/v1/nodes/{busy['uuid']}/states/provision", json={"target": "manage"}, headers=admin
+    )
+    client.put(f"/v1/nodes/{busy['uuid']}/maintenance", json={"reason": "fan"}, headers=admin)
+    r = client.get("/v1/nodes?limit=1000", headers=admin)
+    assert r.status_code == 200
+    listed = {n["uuid"]: n for n in r.json["nodes"]}
+    assert set(listed) == {plain["uuid"], two_ports["uuid"], busy["uuid"]}
+    for uuid, node in listed.items():
+        assert node == client.get(f"/v1/nodes/{uuid}", headers=admin).json
+    assert listed[busy["uuid"]]["provision_updated_at"] is not None
+    assert listed[busy["uuid"]]["updated_at"] is not None
+    assert listed[plain["uuid"]]["updated_at"] is None
+    assert listed[two_ports["uuid"]]["driver_info"]["bmc_password"] == "******"
+    assert [p["address"] for p in listed[two_ports["uuid"]]["ports"]] == [
+        "52:54:00:00:02:01",
+        "52:54:00:00:02:02",
+    ]
+    # Timestamps are written as isoformat() writes them (RFC 3339 with the UTC offset).
+    assert listed[busy["uuid"]]["created_at"].endswith("+00:00")
+
+
 # -- maintenance ------------------------------------------------------------------------------
 
 

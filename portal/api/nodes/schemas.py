@@ -136,10 +136,6 @@ class NodeOut(Schema):
         return NODE_FSM.allowed(node.provision_state)
 
 
-def _iso(value: Any) -> str | None:
-    return None if value is None else value.isoformat()
-
-
 # The columns dump_nodes reads, in the order it unpacks them.
 NODE_FIELDS = (
     "id",
@@ -187,8 +183,11 @@ def dump_nodes(nodes: Sequence[Any], ports: dict[str, list[Any]]) -> list[dict[s
 
     ``nodes`` are result rows with the :data:`NODE_FIELDS` columns; ``ports`` maps a node
     id to its port rows (:data:`PORT_FIELDS`), ordered by address. A 1,000-node page took
-    ~40 ms in marshmallow alone; this gives the same document (same keys and values) in a
-    fraction of that. Keep in step with :class:`NodeOut` and :class:`PortOut`.
+    ~40 ms in marshmallow alone; this gives the same JSON in a fraction of that. Keep in
+    step with :class:`NodeOut` and :class:`PortOut`.
+
+    Timestamps stay ``datetime`` objects: the JSON provider (orjson) writes them as
+    ``isoformat()`` would, without a Python call per value (4,000 per page).
     """
     if not nodes:
         return []
@@ -234,7 +233,7 @@ def dump_nodes(nodes: Sequence[Any], ports: dict[str, list[Any]]) -> list[dict[s
                     "physical_network": physical_network,
                     "pxe_enabled": pxe_enabled,
                     "source": source,
-                    "created_at": _iso(port_created_at),
+                    "created_at": port_created_at,
                 }
                 for (
                     port_id,
@@ -269,9 +268,9 @@ def dump_nodes(nodes: Sequence[Any], ports: dict[str, list[Any]]) -> list[dict[s
                 "instance_uuid": instance_id,
                 "ports": port_docs,
                 "allowed_actions": allowed[state],
-                "provision_updated_at": _iso(provision_updated_at),
-                "created_at": _iso(created_at),
-                "updated_at": _iso(updated_at),
+                "provision_updated_at": provision_updated_at,
+                "created_at": created_at,
+                "updated_at": updated_at,
             }
         )
     return out

@@ -31,6 +31,7 @@ from portal.api.nodes.schemas import (
     dump_nodes,
 )
 from portal.api.pagination import page
+from portal.core.db import one_of
 from portal.core.models import Node, Port
 from portal.core.secrets import redact
 from portal.services import nodes as svc
@@ -84,7 +85,7 @@ class Nodes(MethodView):
             if items:
                 port_rows = s.execute(
                     select(*PORT_LIST_COLUMNS)
-                    .where(Port.node_id.in_([n.id for n in items]))
+                    .where(one_of(s, Port.node_id, [n.id for n in items]))
                     .order_by(Port.node_id, Port.address)
                 )
                 for p in port_rows:
