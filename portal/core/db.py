@@ -181,6 +181,7 @@ _ColumnPlan = tuple[tuple[str, str, str, Any], ...]
 _COLUMN_PLANS: dict[Any, _ColumnPlan] = {}
 # One statement per shape of a combined insert (tables and columns of its rows), PostgreSQL.
 _COMBINED_INSERTS: dict[tuple[Any, ...], Insert] = {}
+_MAX_COMBINED_ROWS = 16
 
 
 def _column_plan(mapper: Any) -> _ColumnPlan:
@@ -253,8 +254,10 @@ def insert_now(session: Session, objs: Sequence[Base]) -> None:
 
 def _combinable(rows: dict[Table, list[dict[str, Any]]]) -> bool:
     """Rows whose key the database assigns (events) must keep their order, which separate
-    INSERTs in one statement do not promise: at most one such row per table."""
-    return all(
+    INSERTs in one statement do not promise: at most one such row per table. And few
+    rows in all: one statement (and one cached shape) per row count is meant for a node
+    with its handful of ports, not for a batch."""
+    return sum(map(len, rows.values())) <= _MAX_COMBINED_ROWS and all(
         len(values) == 1 or all(c.key in values[0] for c in table.primary_key.columns)
         for table, values in rows.items()
     )

@@ -85,3 +85,20 @@ def test_a_clash_in_the_combined_statement_writes_nothing(ctx, client) -> None:
         assert s.scalars(select(Event.type).where(Event.type == "node.created")).all() == [
             "node.created"
         ]
+
+
+def test_a_node_with_many_ports_is_written_table_by_table(ctx, client) -> None:
+    """Past 16 rows one statement per row count is not worth caching: one INSERT per table."""
+    admin = seed_world(ctx).admin
+    macs = [f"52:54:00:00:05:{i:02x}" for i in range(20)]
+    client.post("/v1/nodes", json=node_body(1), headers=admin)  # warm: token, statements
+    with statements(ctx) as seen:
+        r = client.post(
+            "/v1/nodes", json=node_body(5, ports=[{"address": m} for m in macs]), headers=admin
+        )
+    assert r.status_code == 201, r.json
+    assert seen == ["INSERT"] * 3
+    assert sorted(p["address"] for p in r.json["ports"]) == macs
+    with ctx.session() as s:
+        stored = s.scalars(select(Port.address).where(Port.node_id == r.json["uuid"])).all()
+    assert sorted(stored) == macs
