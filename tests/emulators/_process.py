@@ -107,6 +107,23 @@ class ManagedProcess:
         with _live_lock:
             _live.add(self)
 
+    def terminate(self, grace: float = 20.0) -> bool:
+        """SIGTERM the process group, as ``docker stop`` does; SIGKILL it if the leader is
+        still up after ``grace`` seconds. True if it exited on SIGTERM."""
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            self.kill()
+            return True
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace)
+            graceful = True
+        except subprocess.TimeoutExpired:
+            graceful = False
+        self.kill()  # also takes down what the leader may have left in its group
+        return graceful
+
     def kill(self) -> None:
         """SIGKILL the whole process group and reap the leader; idempotent."""
         proc = self._proc

@@ -19,7 +19,6 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import site
 import subprocess
 import time
@@ -109,7 +108,7 @@ def compose_env() -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Image:
-    app: Path  # the copy of what the Dockerfile COPYs (to /src)
+    src: Path  # the copy of what the Dockerfile COPYs (to /src)
     bin: Path  # the virtualenv's scripts (bms)
     site_packages: Path
     workdir: Path  # where commands run: neither the checkout nor the copy (the image's empty /app)
@@ -125,14 +124,14 @@ def _checked(argv: list[str], cwd: Path, env: Mapping[str, str] | None = None) -
 @pytest.fixture(scope="module")
 def image(tmp_path_factory: pytest.TempPathFactory) -> Image:
     root = tmp_path_factory.mktemp("image")  # stands for the container's /
-    app, env_dir, workdir = root / "app", root / "venv", root / "workdir"
+    src, env_dir, workdir = root / "src", root / "venv", root / "workdir"
     for rel in copied_paths():
-        src = REPO / rel
-        if src.is_dir():
-            shutil.copytree(src, app / rel, ignore=shutil.ignore_patterns("__pycache__"))
+        path = REPO / rel
+        if path.is_dir():
+            shutil.copytree(path, src / rel, ignore=shutil.ignore_patterns("__pycache__"))
         else:
-            app.mkdir(exist_ok=True)
-            shutil.copy2(src, app / rel)
+            src.mkdir(exist_ok=True)
+            shutil.copy2(path, src / rel)
     workdir.mkdir()
 
     # No pip of its own: pip, setuptools and the project's dependencies are the test
@@ -153,7 +152,7 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Image:
             assert req.specifier.contains(have), f"setuptools {have} installed, {req} needed"
     _checked(
         [str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-         "--no-index", "--no-cache-dir", str(app)],
+         "--no-index", "--no-cache-dir", str(src)],
         workdir,
     )  # fmt: skip
 
@@ -173,7 +172,7 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Image:
         and k not in ("DATABASE_URL", "REDIS_URL")
     }
     env = {**host, **image_env, "PATH": f"{env_dir / 'bin'}{os.pathsep}{host['PATH']}"}
-    return Image(app, env_dir / "bin", purelib, workdir, env)
+    return Image(src, env_dir / "bin", purelib, workdir, env)
 
 
 def test_image_installs_every_file_of_what_it_copies(image: Image) -> None:
@@ -181,9 +180,9 @@ def test_image_installs_every_file_of_what_it_copies(image: Image) -> None:
     missing from pyproject's package-data, or a package without __init__.py, would not)."""
     missing = []
     for rel in copied_paths():
-        src = image.app / rel
-        if src.is_dir():
-            files = [f.relative_to(image.app) for f in src.rglob("*") if f.is_file()]
+        path = image.src / rel
+        if path.is_dir():
+            files = [f.relative_to(image.src) for f in path.rglob("*") if f.is_file()]
         else:
             files = [Path(rel)] if rel.endswith(".py") else []  # pyproject.toml, README: metadata
         missing += [str(f) for f in files if not (image.site_packages / f).is_file()]
@@ -192,8 +191,8 @@ def test_image_installs_every_file_of_what_it_copies(image: Image) -> None:
     for package, patterns in PYPROJECT["tool"]["setuptools"]["package-data"].items():
         folder = package.replace(".", "/")
         for pattern in patterns:
-            for f in (image.app / folder).glob(pattern):
-                installed = image.site_packages / f.relative_to(image.app)
+            for f in (image.src / folder).glob(pattern):
+                installed = image.site_packages / f.relative_to(image.src)
                 assert installed.is_file(), f"package-data {package}: {pattern}: {installed}"
 
 
@@ -283,13 +282,7 @@ def _service(
     try:
         yield proc
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid or 0, signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        while proc.running and time.monotonic() < deadline:
-            time.sleep(0.1)
-        stopped = not proc.running
-        proc.kill()  # the leader has gone: SIGKILL takes down what it may have left
+        stopped = proc.terminate(grace=20)
     assert stopped, f"{shlex.join(argv)} ignored SIGTERM; log:\n{proc.log_tail()}"
 
 
