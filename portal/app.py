@@ -11,7 +11,7 @@ from werkzeug.exceptions import HTTPException
 
 from netboot.agent_endpoints import make_blueprint as agent_blueprint
 from netboot.endpoints import make_blueprint as boot_blueprint
-from portal.api import problems
+from portal.api import limits, problems
 from portal.api.aggregates.views import blp as aggregates_blp
 from portal.api.common import close_session
 from portal.api.events.views import blp as events_blp
@@ -51,7 +51,7 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="/docs",
         OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/",
-        MAX_CONTENT_LENGTH=None,  # image uploads are streamed, never held in memory
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,  # per kind of request: portal.api.limits
         JSON_SORT_KEYS=False,
     )
     app.extensions["bms"] = context
@@ -85,6 +85,7 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
         agent_blueprint(context.session, lambda: context.store, _resume_after_agent(context))
     )
     app.teardown_request(close_session)
+    limits.install(app, settings)
     app.register_error_handler(DomainError, problems.from_domain_error)
     app.register_error_handler(HTTPException, problems.from_http_exception)
     if not settings.debug:

@@ -91,15 +91,33 @@ def db_current() -> None:
     click.echo(migrate.current(_settings().database_url) or "empty")
 
 
+WORKER_CLASSES = ("gevent", "gthread")
+
+
 @main.command()
 @click.option("--bind", default="127.0.0.1:8000", show_default=True)
 @click.option("--workers", default=2, show_default=True, help="gunicorn worker processes")
-def api(bind: str, workers: int) -> None:
+@click.option(
+    "--worker-class",
+    type=click.Choice(WORKER_CLASSES),
+    default="gevent",
+    show_default=True,
+    help="gevent: a slow client costs a greenlet, not a thread; gthread: only behind a "
+    "buffering reverse proxy (docs/reliability-limits.md)",
+)
+def api(bind: str, workers: int, worker_class: str) -> None:
     """Serve the API with gunicorn."""
-    os.execvp(sys.executable, _gunicorn_argv(bind, workers))
+    os.execvp(sys.executable, _gunicorn_argv(bind, workers, worker_class))
 
 
-def _gunicorn_argv(bind: str, workers: int) -> list[str]:
+def _gunicorn_argv(bind: str, workers: int, worker_class: str = "gevent") -> list[str]:
+    settings = _settings()
+    if worker_class == "gevent":
+        # portal.httpworker: gevent's worker with a timeout on every client socket.
+        worker = ["--worker-class", "portal.httpworker.GeventWorker"]
+        worker += ["--worker-connections", "1000"]
+    else:
+        worker = ["--worker-class", "gthread", "--threads", "4"]
     return [
         sys.executable,
         "-m",
@@ -108,10 +126,10 @@ def _gunicorn_argv(bind: str, workers: int) -> list[str]:
         bind,
         "--workers",
         str(workers),
-        "--worker-class",
-        "gthread",
-        "--threads",
-        "4",
+        *worker,
+        # The request head must arrive within this (gevent), and idle keep-alive ends.
+        "--keep-alive",
+        f"{settings.header_timeout:g}",
         "--access-logfile",
         "-",
         "--no-control-socket",
@@ -289,7 +307,7 @@ def node_import(file: Path, atomic: bool) -> None:
     ctx = _context()
     kind = "text/csv" if file.suffix.lower() == ".csv" else "application/json"
     try:
-        rows = importer.parse(file.read_bytes(), kind)
+        rows = importer.parse(file.read_bytes(), kind, max_rows=ctx.settings.max_import_rows)
         with ctx.session() as s:
             result = importer.import_rows(ctx, s, rows, SYSTEM, atomic=atomic)
     except DomainError as exc:

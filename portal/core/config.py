@@ -57,6 +57,15 @@ class Settings:
     power_sync_timeout: float = 10.0
     power_sync_max_failures: int = 3
     power_sync_mode: str = "accept"
+    # Request limits (see docs/reliability-limits.md): body bytes per kind of request (JSON
+    # bodies, node imports, image data), rows per import, and how long a client may stall
+    # (the request head, then each read of its body or write of the answer).
+    max_body_bytes: int = 1024 * 1024
+    max_import_bytes: int = 8 * 1024 * 1024
+    max_import_rows: int = 10_000
+    max_image_bytes: int = 64 * 1024**3
+    header_timeout: float = 10.0
+    read_timeout: float = 30.0
     debug: bool = False
 
     @classmethod
@@ -97,6 +106,12 @@ class Settings:
             power_sync_timeout=float(e.get("BMS_POWER_SYNC_TIMEOUT", "10")),
             power_sync_max_failures=int(e.get("BMS_POWER_SYNC_MAX_FAILURES", "3")),
             power_sync_mode=e.get("BMS_POWER_SYNC_MODE", "accept"),
+            max_body_bytes=int(e.get("BMS_MAX_BODY_BYTES", str(1024 * 1024))),
+            max_import_bytes=int(e.get("BMS_MAX_IMPORT_BYTES", str(8 * 1024 * 1024))),
+            max_import_rows=int(e.get("BMS_MAX_IMPORT_ROWS", "10000")),
+            max_image_bytes=int(e.get("BMS_MAX_IMAGE_BYTES", str(64 * 1024**3))),
+            header_timeout=float(e.get("BMS_HEADER_TIMEOUT", "10")),
+            read_timeout=float(e.get("BMS_READ_TIMEOUT", "30")),
             debug=_bool(e.get("BMS_DEBUG")),
         )
 

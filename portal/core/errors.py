@@ -66,3 +66,10 @@ class Unauthenticated(DomainError):
 
     status = 401
     title = "Unauthorized"
+
+
+class TooLarge(DomainError):
+    """A request past one of the configured limits (body bytes, import rows)."""
+
+    status = 413
+    title = "Content too large"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 from typing import Any
 
@@ -20,27 +21,43 @@ from sqlalchemy.orm import Session
 
 from portal.api.nodes.schemas import NodeCreate
 from portal.api.problems import _flatten
-from portal.core.errors import DomainError, Invalid
+from portal.core.errors import DomainError, Invalid, TooLarge
 from portal.services import nodes as node_service
 from portal.services.context import Context
 from tenants.principal import Principal
 
 
-def parse(content: bytes, content_type: str) -> list[dict[str, Any]]:
+def parse(content: bytes, content_type: str, max_rows: int) -> list[dict[str, Any]]:
+    """The rows of an import, refused whole (before any is validated) past ``max_rows``."""
     try:
         text = content.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise Invalid(f"not UTF-8 text: {exc}", field="body") from None
     if "csv" in content_type:
-        return [_csv_row(r) for r in csv.DictReader(io.StringIO(text))]
+        reader = csv.DictReader(io.StringIO(text))
+        raw = list(itertools.islice(reader, max_rows + 1))  # stops reading one past the limit
+        _check_rows(len(raw), max_rows)
+        return [_csv_row(r) for r in raw]
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise Invalid(f"not valid JSON: {exc}", field="body") from None
     rows = doc.get("nodes") if isinstance(doc, dict) else doc
-    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+    if not isinstance(rows, list):
+        raise Invalid('expected a list of node objects, or {"nodes": [...]}', field="body")
+    _check_rows(len(rows), max_rows)
+    if not all(isinstance(r, dict) for r in rows):
         raise Invalid('expected a list of node objects, or {"nodes": [...]}', field="body")
     return rows
+
+
+def _check_rows(count: int, max_rows: int) -> None:
+    if count > max_rows:
+        raise TooLarge(
+            f"an import may have at most {max_rows} rows (BMS_MAX_IMPORT_ROWS); split the file",
+            limit=max_rows,
+            setting="BMS_MAX_IMPORT_ROWS",
+        )
 
 
 def _csv_row(raw: dict[str, str | None]) -> dict[str, Any]:

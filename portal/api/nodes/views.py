@@ -112,7 +112,11 @@ class NodeImport(MethodView):
     )
     def post(self) -> dict[str, Any]:
         """Bulk enroll from a JSON list or a CSV file: a result per row."""
-        rows = importer.parse(request.get_data(), request.content_type or "application/json")
+        rows = importer.parse(
+            request.get_data(),
+            request.content_type or "application/json",
+            max_rows=ctx().settings.max_import_rows,
+        )
         atomic = request.args.get("atomic", "false").lower() in ("1", "true", "yes")
         with tx() as s:
             return importer.import_rows(ctx(), s, rows, principal(), atomic=atomic)
