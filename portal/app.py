@@ -51,7 +51,9 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="/docs",
         OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/",
-        MAX_CONTENT_LENGTH=settings.max_body_bytes,  # per kind of request: portal.api.limits
+        # None: Werkzeug's cap would cut a chunked body short silently; portal.api.limits
+        # refuses a body past the limit for its kind of request (JSON, import, image data).
+        MAX_CONTENT_LENGTH=None,
         JSON_SORT_KEYS=False,
     )
     app.extensions["bms"] = context

@@ -24,6 +24,7 @@ from portal.core.errors import TooLarge
 # (method, URL rule) of the requests with their own limit; every other body is JSON.
 IMAGE_DATA = ("PUT", "/v1/images/<image_id>/file")
 NODE_IMPORT = ("POST", "/v1/nodes/import")
+CHUNK = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -58,9 +59,11 @@ def install(app: Flask, settings: Settings) -> None:
         rule = request.url_rule.rule if request.url_rule is not None else None
         limit = body_limit(settings, request.method, rule)
         g.body_limit = limit
-        request.max_content_length = limit.limit  # caps the stream of a chunked body
         if request.content_length is not None and request.content_length > limit.limit:
             raise too_large(limit)
+        stream = request.environ.get("wsgi.input")
+        if isinstance(stream, _GuardedInput):  # caps a chunked body as it is read
+            stream.limit = limit.limit
 
     def _over_limit(_error: RequestEntityTooLarge) -> Response:
         limit = g.get("body_limit") or body_limit(settings, request.method, None)
@@ -70,9 +73,11 @@ def install(app: Flask, settings: Settings) -> None:
 
 
 class StallGuard:
-    """WSGI middleware: a body read that times out (the server's socket timeout, set by
-    ``portal.httpworker``) becomes a 408 answer, and the connection is closed after it
-    (its read side is shut, so nothing waits for the rest of that body)."""
+    """WSGI middleware around the request body: past the limit set for the request, a
+    read raises 413 (Werkzeug's own cap cuts a chunked body short without an error); a read
+    that times out (the server's socket timeout, set by ``portal.httpworker``) becomes a 408
+    answer and the connection is closed after it (its read side is shut, so nothing waits
+    for the rest of that body)."""
 
     def __init__(self, app: Callable[..., Iterable[bytes]], timeout: float) -> None:
         self.app, self.timeout = app, timeout
@@ -81,13 +86,21 @@ class StallGuard:
         stream = environ.get("wsgi.input")
         if stream is not None:
             sock = environ.get("gunicorn.socket")
-            environ["wsgi.input"] = _TimedInput(stream, sock, self.timeout)
+            environ["wsgi.input"] = _GuardedInput(stream, sock, self.timeout)
         return self.app(environ, start_response)
 
 
-class _TimedInput:
+class _GuardedInput:
     def __init__(self, stream: Any, sock: socket.socket | None, timeout: float) -> None:
         self._stream, self._sock, self._timeout = stream, sock, timeout
+        self.limit: int | None = None
+        self._read = 0
+
+    def _count(self, data: bytes) -> bytes:
+        self._read += len(data)
+        if self.limit is not None and self._read > self.limit:
+            raise RequestEntityTooLarge()
+        return data
 
     def _stalled(self) -> RequestTimeout:
         if self._sock is not None:
@@ -98,22 +111,23 @@ class _TimedInput:
         )
 
     def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:  # to the end, but never more than the limit in memory
+            return b"".join(iter(lambda: self.read(CHUNK), b""))
         try:
-            return bytes(self._stream.read(size))
+            return self._count(bytes(self._stream.read(size)))
         except TimeoutError:
             raise self._stalled() from None
 
     def readline(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            size = CHUNK
         try:
-            return bytes(self._stream.readline(size))
+            return self._count(bytes(self._stream.readline(size)))
         except TimeoutError:
             raise self._stalled() from None
 
     def readlines(self, hint: int | None = -1) -> list[bytes]:
-        try:
-            return list(self._stream.readlines(hint))
-        except TimeoutError:
-            raise self._stalled() from None
+        return list(iter(self.readline, b""))
 
     def __iter__(self) -> Iterator[bytes]:
         while line := self.readline():

@@ -41,6 +41,10 @@ def assert_413(r: Any, limit: int, setting: str) -> None:
     assert str(limit) in body["detail"] and setting in body["detail"]
 
 
+# A body without Content-Length, as gunicorn hands on a chunked one.
+CHUNKED = {"HTTP_TRANSFER_ENCODING": "chunked", "wsgi.input_terminated": True}
+
+
 class Unread(io.RawIOBase):
     """A request body that fails the test if anybody reads it."""
 
@@ -90,7 +94,7 @@ def test_chunked_json_body_is_cut_at_the_limit(ctx, world) -> None:
         "/v1/nodes",
         input_stream=stream,
         headers={**world.admin, "Content-Type": "application/json"},
-        environ_overrides={"wsgi.input_terminated": True},  # as gunicorn says for chunked
+        environ_overrides=CHUNKED
     )
     assert_413(r, 4096, "BMS_MAX_BODY_BYTES")
     assert stream.tell() <= 4096 + 64 * 1024, "read far past the limit"
@@ -131,7 +135,7 @@ def test_image_data_has_its_own_limit_and_the_image_stays_queued(ctx, world) -> 
         f"/v1/images/{image_id}/file",
         input_stream=io.BytesIO(b"b" * 200_000),
         headers=put,
-        environ_overrides={"wsgi.input_terminated": True},
+        environ_overrides=CHUNKED,
     )
     assert_413(r, 64 * 1024, "BMS_MAX_IMAGE_BYTES")
     with ctx.session() as s:

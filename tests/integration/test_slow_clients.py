@@ -1,0 +1,259 @@
+"""Slow clients against `bms api` as it runs in production (issue 16, item 6).
+
+The portal is started with ``bms api`` (gunicorn, the worker class and timeouts it chooses),
+on SQLite and a free 127.0.0.1 port. Sixteen connections then send half a request and
+stall (a head trickled one byte at a time, a connection that sends nothing, a body declared
+and never sent): normal requests must still answer within a second, and the server must
+close every stalled connection once its timeout has passed (the stalled body with a 408).
+With the previous gthread stack (2 workers x 4 threads), eight such connections stopped
+the API; see docs/reliability-limits.md for the figures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from portal import migrate
+from portal.core.config import Settings
+from portal.services.context import Context
+from tests.helpers import seed_admin_and_tenant, stop_processes
+
+pytestmark = pytest.mark.e2e
+
+HEADER_TIMEOUT = 2.0  # BMS_HEADER_TIMEOUT for the server under test
+READ_TIMEOUT = 3.0  # BMS_READ_TIMEOUT
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Api:
+    base: str
+    host: str
+    port: int
+    admin: str
+    log: Path
+    proc: subprocess.Popen[bytes] = field(repr=False)
+
+
+@pytest.fixture
+def api(redis_url: str, tmp_path: Path) -> Iterator[Api]:
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'bms.sqlite'}",
+        "REDIS_URL": redis_url,
+        "BMS_VAR_DIR": str(tmp_path / "var"),
+        "BMS_QUEUE": f"slow-{port}",
+        "BMS_SECRET_KEYS": "Y2hhbmdlLW1lLWNoYW5nZS1tZS1jaGFuZ2UtbWUtMTI=",
+        "BMS_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "BMS_HEADER_TIMEOUT": str(HEADER_TIMEOUT),
+        "BMS_READ_TIMEOUT": str(READ_TIMEOUT),
+    }
+    settings = Settings.from_env(env)
+    migrate.upgrade(settings.database_url)
+    ctx = Context.build(settings)
+    with ctx.session() as s:
+        admin, _alice, _pa = seed_admin_and_tenant(ctx, s)
+    ctx.db.dispose()
+    log = tmp_path / "api.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "portal.cli", "api", "--bind", f"127.0.0.1:{port}"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(base + "/healthz", timeout=1).ok:
+                    break
+            except requests.RequestException:
+                pass
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "bms api did not answer: " + log.read_text()
+            time.sleep(0.2)
+        yield Api(base, "127.0.0.1", port, admin, log, proc)
+    finally:
+        stop_processes([proc], grace=10)
+
+
+class Stalled:
+    """One connection that sends part of a request and then stops."""
+
+    def __init__(self, api: Api, kind: str) -> None:
+        self.kind = kind
+        self.sock = socket.create_connection((api.host, api.port), timeout=30)
+        self.received = b""
+        self.opened = time.monotonic()
+        self.closed_at: float | None = None
+        if kind == "head":  # trickled below, one byte at a time
+            self.sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        elif kind == "body":  # a complete head, a body declared and never sent
+            body = b'{"name": "stalled"'
+            self.sock.sendall(
+                b"POST /v1/nodes HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                + f"X-Auth-Token: {api.admin}\r\nContent-Length: 1000\r\n\r\n".encode()
+                + body
+            )
+        self.last_sent = time.monotonic()
+
+    def trickle(self) -> bool:
+        """Send one more byte of a never-ending head; False once the server closed it."""
+        try:
+            self.sock.sendall(b"X")
+            return True
+        except OSError:
+            return False
+
+    def wait_closed(self, within: float) -> None:
+        """Read until the server closes the connection (EOF or reset), at most ``within``."""
+        self.sock.settimeout(within)
+        try:
+            while chunk := self.sock.recv(65536):
+                self.received += chunk
+        except TimeoutError:
+            return
+        except OSError:
+            pass
+        self.closed_at = time.monotonic()
+        self.sock.close()
+
+
+def _timed(call: Any) -> tuple[float, Any]:
+    started = time.perf_counter()
+    result = call()
+    return time.perf_counter() - started, result
+
+
+def test_stalled_connections_neither_stop_the_api_nor_stay_open(api: Api) -> None:
+    kinds = ["head"] * 6 + ["silent"] * 5 + ["body"] * 5
+    stalled = [Stalled(api, kind) for kind in kinds]
+    heads = [c for c in stalled if c.kind == "head"]
+    stop = threading.Event()
+
+    def trickle() -> None:  # a slowloris: one header byte every 0.3 s until cut off
+        while not stop.is_set():
+            for c in heads:
+                if c.closed_at is None and c.trickle():
+                    c.last_sent = time.monotonic()
+            stop.wait(0.3)
+
+    trickler = threading.Thread(target=trickle, daemon=True)
+    trickler.start()
+    # Each connection waits for the server to close it, from now on.
+    waiters = [
+        threading.Thread(target=c.wait_closed, args=(HEADER_TIMEOUT + READ_TIMEOUT + 5,))
+        for c in stalled
+    ]
+    for w in waiters:
+        w.start()
+    time.sleep(0.3)  # every stalled connection is accepted and being read by now
+    token = {"X-Auth-Token": api.admin}
+    latencies: dict[str, list[float]] = {"healthz": [], "nodes": [], "create": []}
+    for i in range(10):
+        # A fresh connection each time: nothing rides on a kept-alive connection.
+        t, r = _timed(lambda: requests.get(api.base + "/healthz", timeout=5))
+        assert r.status_code == 200
+        latencies["healthz"].append(t)
+        t, r = _timed(lambda: requests.get(api.base + "/v1/nodes", headers=token, timeout=5))
+        assert r.status_code == 200, r.text
+        latencies["nodes"].append(t)
+        body = {"name": f"fast-{i}", "driver": "fake"}
+        t, r = _timed(
+            lambda body=body: requests.post(
+                api.base + "/v1/nodes", json=body, headers=token, timeout=5
+            )
+        )
+        assert r.status_code == 201, r.text
+        latencies["create"].append(t)
+    worst = {k: max(v) for k, v in latencies.items()}
+    print("latency while 16 connections stall (s):", json.dumps(worst))
+    assert all(t < 1.0 for t in worst.values()), worst
+
+    # Every stalled connection is closed by the server once its timeout has passed.
+    for w in waiters:
+        w.join()
+    stop.set()
+    trickler.join()
+    assert all(c.closed_at is not None for c in stalled), [c.kind for c in stalled]
+    closed = {
+        kind: sorted(round((c.closed_at or 0) - c.opened, 2) for c in stalled if c.kind == kind)
+        for kind in ("head", "silent", "body")
+    }
+    print("stalled connections closed after (s since opened):", json.dumps(closed))
+    for c in stalled:
+        assert c.closed_at is not None
+        if c.kind == "body":
+            # Its body never came: 408 after BMS_READ_TIMEOUT of silence, then closed.
+            assert c.received.startswith(b"HTTP/1.1 408"), c.received[:200]
+            assert b"BMS_READ_TIMEOUT" in c.received
+            assert READ_TIMEOUT - 0.5 < c.closed_at - c.last_sent < READ_TIMEOUT + 2
+        else:
+            # The head never completed: closed BMS_HEADER_TIMEOUT after it began (trickled
+            # bytes do not extend it), without an answer.
+            assert c.received == b"", c.received[:200]
+            assert HEADER_TIMEOUT - 0.5 < c.closed_at - c.opened < HEADER_TIMEOUT + 2, c.kind
+    # The API still answers afterwards.
+    assert requests.get(api.base + "/healthz", timeout=5).ok
+
+
+def test_limits_hold_on_the_real_server(api: Api) -> None:
+    token = {"X-Auth-Token": api.admin}
+    # A chunked JSON body (no Content-Length) past 1 MiB: cut off with a 413.
+    chunk = b" " * 65536
+
+    def chunks() -> Iterator[bytes]:
+        yield b'{"name": "n", "driver": "fake", "description": "'
+        for _ in range(40):  # 2.5 MiB
+            yield chunk
+        yield b'"}'
+
+    r = requests.post(
+        api.base + "/v1/nodes",
+        data=chunks(),
+        headers={**token, "Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert r.status_code == 413, r.text
+    assert r.json()["setting"] == "BMS_MAX_BODY_BYTES" and r.json()["limit"] == 1024 * 1024
+
+    # The issue's import: 100,000 bad rows, about 4 MB. Refused fast, by the row limit.
+    rows = [
+        {"name": f"n{i}", "driver": "nope", "properties": {"cpus": "x"}} for i in range(100_000)
+    ]
+    body = json.dumps(rows).encode()
+    started = time.perf_counter()
+    r = requests.post(
+        api.base + "/v1/nodes/import",
+        data=body,
+        headers={**token, "Content-Type": "application/json"},
+        timeout=30,
+    )
+    elapsed = time.perf_counter() - started
+    print(f"100,000-row import ({len(body)} bytes) refused in {elapsed:.3f} s")
+    assert r.status_code == 413, r.text
+    assert r.json()["setting"] == "BMS_MAX_IMPORT_ROWS"
+    assert elapsed < 1.0
+    nodes = requests.get(api.base + "/v1/nodes", headers=token, timeout=5).json()["nodes"]
+    assert nodes == []
