@@ -11,7 +11,7 @@ from werkzeug.exceptions import HTTPException
 
 from netboot.agent_endpoints import make_blueprint as agent_blueprint
 from netboot.endpoints import make_blueprint as boot_blueprint
-from portal.api import limits, problems
+from portal.api import docs, limits, problems
 from portal.api.aggregates.views import blp as aggregates_blp
 from portal.api.common import close_session
 from portal.api.events.views import blp as events_blp
@@ -49,8 +49,7 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
         OPENAPI_VERSION="3.0.3",
         OPENAPI_URL_PREFIX="/v1",
         OPENAPI_JSON_PATH="openapi.json",
-        OPENAPI_SWAGGER_UI_PATH="/docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/",
+        # /v1/docs is served by portal.api.docs from installed files (no CDN).
         # None: Werkzeug's cap would cut a chunked body short silently; portal.api.limits
         # refuses a body past the limit for its kind of request (JSON, import, image data).
         MAX_CONTENT_LENGTH=None,
@@ -86,6 +85,7 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
     app.register_blueprint(
         agent_blueprint(context.session, lambda: context.store, _resume_after_agent(context))
     )
+    app.register_blueprint(docs.make_blueprint())
     app.teardown_request(close_session)
     limits.install(app, settings)
     app.register_error_handler(DomainError, problems.from_domain_error)

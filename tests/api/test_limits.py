@@ -94,7 +94,7 @@ def test_chunked_json_body_is_cut_at_the_limit(ctx, world) -> None:
         "/v1/nodes",
         input_stream=stream,
         headers={**world.admin, "Content-Type": "application/json"},
-        environ_overrides=CHUNKED
+        environ_overrides=CHUNKED,
     )
     assert_413(r, 4096, "BMS_MAX_BODY_BYTES")
     assert stream.tell() <= 4096 + 64 * 1024, "read far past the limit"
