@@ -196,3 +196,40 @@ def test_limits_hold_on_the_real_server(api: Api) -> None:
     assert elapsed < 1.0
     nodes = requests.get(api.base + "/v1/nodes", headers=token, timeout=5).json()["nodes"]
     assert nodes == []
+
+
+def test_a_stalled_image_upload_is_answered_408_and_the_image_is_queued_again(api: Api) -> None:
+    token = {"X-Auth-Token": api.admin}
+    r = requests.post(
+        api.base + "/v1/images", json={"name": "slow", "disk_format": "raw"}, headers=token
+    )
+    assert r.status_code == 201, r.text
+    image_id = r.json()["id"]
+    sock = socket.create_connection((api.host, api.port), timeout=READ_TIMEOUT + 5)
+    sock.sendall(
+        f"PUT /v1/images/{image_id}/file HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {api.admin}\r\n"
+        "Content-Type: application/octet-stream\r\nContent-Length: 1000000\r\n\r\n".encode()
+        + b"\0" * 100_000
+    )
+    sent = time.monotonic()
+    time.sleep(0.5)
+    # While the upload stalls, the image is claimed for it (saving).
+    assert requests.get(api.base + f"/v1/images/{image_id}", headers=token).json()["status"] == (
+        "saving"
+    )
+    answer = b""
+    while chunk := sock.recv(65536):
+        answer += chunk
+    waited = time.monotonic() - sent
+    sock.close()
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert READ_TIMEOUT - 0.5 < waited < READ_TIMEOUT + 2, waited
+    image = requests.get(api.base + f"/v1/images/{image_id}", headers=token).json()
+    assert image["status"] == "queued"
+    # And it can be uploaded again.
+    r = requests.put(
+        api.base + f"/v1/images/{image_id}/file",
+        data=b"\0" * 4096,
+        headers={**token, "Content-Type": "application/octet-stream"},
+    )
+    assert r.status_code == 200 and r.json()["status"] == "active", r.text
