@@ -90,12 +90,28 @@ class TimestampMixin:
     updated_at: Mapped[datetime | None] = mapped_column(default=None, onupdate=utcnow)
 
 
+# How long a SQLite writer waits for the write lock before "database is locked".
+SQLITE_BUSY_WAIT_S = 30.0
+# Set under gevent (``bms api``'s workers, portal.httpworker): SQLite's own wait for a lock
+# runs in C and would freeze every greenlet of the process (the lock's holder included, if
+# it is one of them), so BEGIN IMMEDIATE is retried in Python, with a sleep that yields.
+_cooperative = False
+
+
+def cooperative_waits() -> None:
+    """Wait for SQLite's write lock with ``time.sleep`` (patched by gevent), not in C.
+    Call before the first engine is made."""
+    global _cooperative
+    _cooperative = True
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # WAL lets the API read while a worker writes; busy_timeout makes concurrent
     # writers queue instead of failing with "database is locked".
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA busy_timeout=30000")
+    busy_ms = 10 if _cooperative else int(SQLITE_BUSY_WAIT_S * 1000)
+    cur.execute(f"PRAGMA busy_timeout={busy_ms}")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
@@ -109,7 +125,19 @@ def _sqlite_begin(conn: Any) -> None:
     # A deferred transaction that reads and then writes fails at once (SQLITE_BUSY_SNAPSHOT)
     # when another process committed in between. Taking the write lock at BEGIN makes
     # concurrent writers queue on busy_timeout instead: SQLite serializes writers anyway.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    if not _cooperative:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        return
+    deadline, pause = time.monotonic() + SQLITE_BUSY_WAIT_S, 0.002
+    while True:
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            return
+        except exc.OperationalError as error:
+            if "locked" not in str(error.orig) or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)  # gevent's sleep: the lock's holder and the rest run meanwhile
+        pause = min(pause * 2, 0.05)
 
 
 def _json_dumps(value: Any) -> str:
