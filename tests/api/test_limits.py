@@ -185,7 +185,8 @@ def test_import_of_100000_rows_is_refused_fast(ctx, client, world, content_type,
     )
     elapsed = time.perf_counter() - started
     assert_413(r, 10_000, "BMS_MAX_IMPORT_ROWS")
-    assert elapsed < 0.5, f"refusing took {elapsed:.2f} s"
+    # 0.15-0.35 s here on a quiet machine (mostly parsing the 4-7 MB of JSON once).
+    assert elapsed < 1.0, f"refusing took {elapsed:.2f} s"
     with ctx.session() as s:
         assert s.scalar(select(func.count()).select_from(Node)) == 0
 
