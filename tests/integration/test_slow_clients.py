@@ -12,6 +12,7 @@ the API; see docs/reliability-limits.md for the figures.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 import time
@@ -196,6 +197,24 @@ def test_limits_hold_on_the_real_server(api: Api) -> None:
     assert elapsed < 1.0
     nodes = requests.get(api.base + "/v1/nodes", headers=token, timeout=5).json()["nodes"]
     assert nodes == []
+
+    # Image bytes still stream both ways under the worker's socket timeouts (sendfile too).
+    data = os.urandom(20 * 1024 * 1024)
+    r = requests.post(
+        api.base + "/v1/images",
+        json={"name": "big", "disk_format": "raw", "visibility": "public"},
+        headers=token,
+    )
+    image_id = r.json()["id"]
+    octets = {**token, "Content-Type": "application/octet-stream"}
+    r = requests.put(api.base + f"/v1/images/{image_id}/file", data=data, headers=octets)
+    assert r.status_code == 200 and r.json()["size"] == len(data), r.text
+    r = requests.get(api.base + f"/v1/images/{image_id}/file", headers=token, timeout=30)
+    assert r.status_code == 200 and r.content == data
+    r = requests.get(
+        api.base + f"/v1/images/{image_id}/file", headers={**token, "Range": "bytes=100-199"}
+    )
+    assert r.status_code == 206 and r.content == data[100:200]
 
 
 def test_a_stalled_image_upload_is_answered_408_and_the_image_is_queued_again(api: Api) -> None:
