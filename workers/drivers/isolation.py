@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from portal.core.secrets import scrub
 from workers.drivers.base import DriverError, ErrorKind
 
 # Set in the child right after the fork: nested calls run inline instead of forking again.
@@ -52,10 +53,7 @@ class Outcome:
 
 
 def redact(text: str, secrets: Sequence[str]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "******")
-    return text
+    return scrub(text, secrets)
 
 
 def _child(conn: Connection, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
