@@ -100,6 +100,8 @@ def reseal_secrets(ctx: Context, rotate: bool) -> int:
             if changed:
                 node.driver_info = info
                 count += changed
+    if count:
+        ctx.db.purge_freed_pages()
     return count
 
 

@@ -321,3 +321,44 @@ def test_no_secret_leaks_anywhere_and_the_driver_gets_it_in_clear(
     for where, blob in places.items():
         leaked = [v for v in c.all if v.encode() in blob]
         assert not leaked, f"{len(leaked)} canaries found in {where}: {leaked[:5]}"
+
+
+def test_clear_text_left_by_older_versions_is_encrypted_by_db_upgrade_and_rotate(
+    client, ctx, jobs, double
+) -> None:
+    """Before this fix numbers, nested passwords and ``fernet:``-looking text were stored
+    in clear (and the latter broke the node: no key opened it). ``bms db upgrade`` (and
+    ``bms secrets seal``) encrypt them; ``bms secrets rotate`` re-encrypts everything."""
+    from click.testing import CliRunner
+    from sqlalchemy import update
+
+    from portal.cli import main
+    from portal.core.models import Node
+
+    admin = seed_world(ctx).admin
+    legacy = {
+        DOUBLE_FIELD: "fernet:cnrylegacy1",
+        "ipmi_password": 7_300_000_424_242,
+        "nest": {"bmc_password": "cnrylegacy2"},
+    }
+    r = client.post(
+        "/v1/nodes",
+        json={"name": "old", "driver": "canary", "driver_info": {}, "resource_class": "b"},
+        headers=admin,
+    )
+    node_id = r.json["uuid"]
+    with ctx.session() as s:  # as an older version stored it
+        s.execute(update(Node).where(Node.id == node_id).values(driver_info=legacy))
+    runner = CliRunner()
+    result = runner.invoke(main, ["db", "upgrade"])
+    assert result.exit_code == 0, result.output
+    assert "encrypted 3 driver_info secrets stored in clear" in result.output
+    for clear in ("cnrylegacy1", "7300000424242", "cnrylegacy2"):
+        assert clear.encode() not in _database_text(ctx)
+    assert runner.invoke(main, ["secrets", "seal"]).output.startswith("encrypted 0 ")
+    assert runner.invoke(main, ["secrets", "rotate"]).output == "re-encrypted 3 secrets\n"
+    client.put(f"/v1/nodes/{node_id}/states/provision", json={"target": "manage"}, headers=admin)
+    jobs()
+    assert RECEIVED[node_id][-1] == legacy  # the fernet-looking text is the literal password
+    r = client.get(f"/v1/nodes/{node_id}", headers=admin)
+    assert r.json["provision_state"] == "manageable"
