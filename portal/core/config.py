@@ -57,6 +57,11 @@ class Settings:
     power_sync_timeout: float = 10.0
     power_sync_max_failures: int = 3
     power_sync_mode: str = "accept"
+    # Authentication failures (401s) one client may cause per window before it gets 429
+    # (0: no limit); proxies whose X-Forwarded-For names the client (addresses or CIDRs).
+    auth_failure_limit: int = 20
+    auth_failure_window: int = 60
+    trusted_proxies: tuple[str, ...] = ()
     debug: bool = False
 
     @classmethod
@@ -97,6 +102,11 @@ class Settings:
             power_sync_timeout=float(e.get("BMS_POWER_SYNC_TIMEOUT", "10")),
             power_sync_max_failures=int(e.get("BMS_POWER_SYNC_MAX_FAILURES", "3")),
             power_sync_mode=e.get("BMS_POWER_SYNC_MODE", "accept"),
+            auth_failure_limit=int(e.get("BMS_AUTH_FAILURE_LIMIT", "20")),
+            auth_failure_window=int(e.get("BMS_AUTH_FAILURE_WINDOW", "60")),
+            trusted_proxies=tuple(
+                p.strip() for p in e.get("BMS_TRUSTED_PROXIES", "").split(",") if p.strip()
+            ),
             debug=_bool(e.get("BMS_DEBUG")),
         )
 
