@@ -229,3 +229,47 @@ def test_reseal_encrypts_legacy_clear_text_and_rotates() -> None:
     rotated, changed = during.reseal(sealed, rotate=True)
     assert changed == 3
     assert Cipher((new,), FIELDS).unseal(rotated) == {**legacy, "api_token": "t"}
+
+
+# -- what drivers get and what leaves them -------------------------------------------------
+
+
+def test_a_node_task_repr_shows_no_secret() -> None:
+    from workers.drivers.base import NodeTask
+
+    task = NodeTask("n1", {"ipmi_password": "pw-in-repr", "x": {"redfish_password": 4242}})
+    assert "pw-in-repr" not in repr(task) and "4242" not in repr(task)
+    assert "n1" in repr(task) and REDACTED in repr(task)
+
+
+def test_driver_errors_are_scrubbed_of_every_secret_form_and_url_credentials() -> None:
+    from workers.drivers.base import DriverError, ErrorKind, NodeTask, Scrubbed
+
+    info = {"ipmi_password": "p@ss word", "nest": [{"redfish_password": 987654321}]}
+    task = NodeTask("n1", info)
+
+    class Leaky:
+        image_formats = ("raw",)
+
+        def validate(self, task: NodeTask) -> None:
+            raise DriverError(
+                "https://root:p%40ss%20word@bmc/ and p@ss word and 987654321 and "
+                "http://u:other@10.0.0.1/x",
+                ErrorKind.AUTH,
+            )
+
+        def reboot(self, task: NodeTask) -> None:
+            raise RuntimeError(f"library said {task.driver_info}")
+
+    wrapped = Scrubbed(Leaky())
+    assert wrapped.image_formats == ("raw",)
+    with pytest.raises(DriverError) as caught:
+        wrapped.validate(task)
+    text = str(caught.value)
+    assert caught.value.kind == ErrorKind.AUTH
+    for clear in ("p@ss word", "p%40ss%20word", "987654321", "other"):
+        assert clear not in text
+    assert "http://u:******@10.0.0.1/x" in text
+    with pytest.raises(DriverError) as caught:
+        wrapped.reboot(task)
+    assert "p@ss word" not in str(caught.value) and "RuntimeError" in str(caught.value)
