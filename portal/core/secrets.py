@@ -49,9 +49,18 @@ class SecretFields:
     """The secret keys of ``driver_info``: the drivers' declared ones plus the generic rule."""
 
     declared: frozenset[str] = field(default_factory=frozenset)
+    # Answers so far, per key: a 1,000-node list asks for the same few keys thousands of times.
+    _seen: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and (key.lower() in self.declared or generic_secret(key))
+        if not isinstance(key, str):
+            return False
+        known = self._seen.get(key)
+        if known is None:
+            known = key.lower() in self.declared or generic_secret(key)
+            if len(self._seen) < 4096:
+                self._seen[key] = known
+        return known
 
 
 GENERIC = SecretFields()
@@ -93,7 +102,18 @@ def _at(doc: Any, path: tuple[Any, ...]) -> Any:
 
 def redact(info: Mapping[str, Any], fields: SecretFields = GENERIC) -> dict[str, Any]:
     """``info`` with every secret (at any depth, of any type) shown as ``******``."""
-    return dict(_walk(info, fields, lambda v, p: REDACTED))
+    return {
+        k: REDACTED
+        if k in fields and not _blank(v)
+        else (_redact_in(v, fields) if isinstance(v, (Mapping, list)) else v)
+        for k, v in info.items()
+    }
+
+
+def _redact_in(value: Any, fields: SecretFields) -> Any:
+    if isinstance(value, Mapping):
+        return redact(value, fields)
+    return [_redact_in(v, fields) if isinstance(v, (Mapping, list)) else v for v in value]
 
 
 def secret_values(info: Mapping[str, Any], fields: SecretFields = GENERIC) -> tuple[str, ...]:
