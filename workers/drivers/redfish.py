@@ -46,7 +46,6 @@ FIELDS = (
     "redfish_password",
     "redfish_verify_ca",
 )
-SECRET_FIELDS = ("redfish_password",)
 SYSTEMS = "/redfish/v1/Systems/"
 ARCH = {"x86": "x86_64", "ARM": "aarch64", "Power": "ppc64le"}
 POLL = 0.5  # seconds between power-state reads while a change lands
@@ -503,7 +502,7 @@ def redfish_driver() -> Driver:
         AgentDeploy(),
         FakeNetwork(),
         RedfishInspect(),
-        secret_fields=SECRET_FIELDS,
+        secret_fields=("redfish_password",),
     )
 
 
