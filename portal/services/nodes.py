@@ -355,4 +355,8 @@ def validate(ctx: Context, s: Session, node: Node) -> dict[str, dict[str, Any]]:
         driver = get_driver(node.driver)
     except DriverError as exc:
         return {i: {"result": False, "reason": str(exc)} for i in Driver.INTERFACES}
-    return driver.validate(node_task(ctx, s, node))  # type: ignore[arg-type]
+    try:
+        task = node_task(ctx, s, node)  # type: ignore[arg-type]
+    except ValueError as exc:  # a secret no configured key opens (BMS_SECRET_KEYS changed?)
+        return {i: {"result": False, "reason": f"driver_info: {exc}"} for i in Driver.INTERFACES}
+    return driver.validate(task)

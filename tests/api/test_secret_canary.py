@@ -362,3 +362,31 @@ def test_clear_text_left_by_older_versions_is_encrypted_by_db_upgrade_and_rotate
     assert RECEIVED[node_id][-1] == legacy  # the fernet-looking text is the literal password
     r = client.get(f"/v1/nodes/{node_id}", headers=admin)
     assert r.json["provision_state"] == "manageable"
+
+
+def test_a_secret_no_configured_key_opens_is_a_validate_reason_not_a_500(client, ctx) -> None:
+    from cryptography.fernet import Fernet
+    from sqlalchemy import update
+
+    from portal.core.models import Node
+    from portal.core.secrets import Cipher
+
+    admin = seed_world(ctx).admin
+    r = client.post(
+        "/v1/nodes",
+        json={"name": "lost-key", "driver": "fake", "driver_info": {}, "resource_class": "b"},
+        headers=admin,
+    )
+    stranger = Cipher((Fernet.generate_key().decode(),)).encrypt("pw")
+    with ctx.session() as s:
+        s.execute(
+            update(Node)
+            .where(Node.id == r.json["uuid"])
+            .values(driver_info={"bmc_password": stranger})
+        )
+    r = client.get(f"/v1/nodes/{r.json['uuid']}/validate", headers=admin)
+    assert r.status_code == 200
+    assert r.json["power"] == {
+        "result": False,
+        "reason": "driver_info: secret cannot be decrypted with the configured keys",
+    }
