@@ -53,3 +53,41 @@ def test_image_member_not_shared_is_409_whatever_the_project(client, world) -> N
     b = client.post(url, json={"project_id": str(uuid.uuid4())}, headers=world.alice)
     assert a.status_code == b.status_code == 409
     assert a.json["detail"] == b.json["detail"]
+
+
+def _same(a, b) -> None:
+    """Same status, title and field: only the echoed id may differ."""
+    assert a.status_code == b.status_code, (a.json, b.json)
+    ja, jb = a.json, b.json
+    assert (ja.get("title"), ja.get("field")) == (jb.get("title"), jb.get("field"))
+
+
+def test_other_projects_server_groups_and_keypairs_answer_as_missing_ones(client, world) -> None:
+    from tests.api.test_tenancy import boot, openssh_key
+
+    group = client.post(
+        "/v1/server-groups", json={"name": "g", "policy": "affinity"}, headers=world.bob
+    )
+    assert group.status_code == 201, group.json
+    gid, random_id = group.json["id"], str(uuid.uuid4())
+    a = client.get(f"/v1/server-groups/{gid}", headers=world.alice)
+    b = client.get(f"/v1/server-groups/{random_id}", headers=world.alice)
+    assert a.status_code == b.status_code == 404
+    assert a.json["detail"].replace(gid, "X") == b.json["detail"].replace(random_id, "X")
+    a = boot(client, world, world.alice, server_group=gid)
+    b = boot(client, world, world.alice, server_group=random_id)
+    _same(a, b)
+    assert a.json["detail"].replace(gid, "X") == b.json["detail"].replace(random_id, "X")
+    r = client.post(
+        "/v1/keypairs", json={"name": "bobs", "public_key": openssh_key()}, headers=world.bob
+    )
+    assert r.status_code == 201
+    a = boot(client, world, world.alice, key_names=["bobs"])
+    b = boot(client, world, world.alice, key_names=["nobodys"])
+    _same(a, b)
+    assert a.json["detail"].replace("bobs", "X") == b.json["detail"].replace("nobodys", "X")
+    # A keypair name another user has is free for alice (names are per user: no clash).
+    r = client.post(
+        "/v1/keypairs", json={"name": "bobs", "public_key": openssh_key()}, headers=world.alice
+    )
+    assert r.status_code == 201
