@@ -88,8 +88,9 @@ def reseal_secrets(ctx: Context, rotate: bool) -> int:
     its own short transaction, locked; returns how many values changed."""
     from sqlalchemy import select
 
-    with ctx.session() as s:
-        ids = list(s.scalars(select(Node.id).order_by(Node.id)))
+    with ctx.session() as s:  # one read finds the nodes to change (usually none)
+        rows = s.execute(select(Node.id, Node.driver_info).order_by(Node.id)).all()
+    ids = [nid for nid, info in rows if ctx.cipher.reseal(info or {}, rotate=rotate)[1]]
     count = 0
     for node_id in ids:
         with ctx.session() as s:
