@@ -13,6 +13,7 @@ from netboot.agent_endpoints import make_blueprint as agent_blueprint
 from netboot.endpoints import make_blueprint as boot_blueprint
 from portal.api import docs, limits, problems
 from portal.api.aggregates.views import blp as aggregates_blp
+from portal.api.auth import count_auth_failures, refuse_throttled_clients
 from portal.api.common import close_session
 from portal.api.events.views import blp as events_blp
 from portal.api.flavors.views import blp as flavors_blp
@@ -26,6 +27,7 @@ from portal.api.server_groups.views import blp as server_groups_blp
 from portal.core.config import Settings
 from portal.core.errors import DomainError
 from portal.services.context import Context
+from portal.services.throttle import FailureThrottle
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,15 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
     )
     app.extensions["bms"] = context
     app.extensions["bms_token_cache"] = {}
+    app.extensions["bms_auth_throttle"] = FailureThrottle(
+        lambda: context.queue.connection,
+        settings.queue_name,
+        settings.auth_failure_limit,
+        settings.auth_failure_window,
+        settings.trusted_proxies,
+    )
+    app.before_request(refuse_throttled_clients)
+    app.after_request(count_auth_failures)
     api = ProblemApi(
         app,
         spec_kwargs={

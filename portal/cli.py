@@ -51,6 +51,16 @@ def db_upgrade(revision: str) -> None:
     click.echo(f"database at revision {migrate.current(settings.database_url)}")
     if revision == "head":
         _ensure_provider_network()
+        _seal_clear_secrets()
+
+
+def _seal_clear_secrets() -> None:
+    """Secrets stored in clear by older versions get encrypted (a no-op once done)."""
+    from portal.services.nodes import reseal_secrets
+
+    count = reseal_secrets(_context(), rotate=False)
+    if count:
+        click.echo(f"encrypted {count} driver_info secrets stored in clear")
 
 
 def _client_url(bind: str) -> str:
@@ -201,6 +211,7 @@ def up(bind: str, worker_count: int, demo: bool) -> None:
     os.environ.setdefault("BMS_PUBLIC_URL", f"http://{bind}")
     settings = _settings()
     migrate.upgrade(settings.database_url)
+    _seal_clear_secrets()
     children: list[subprocess.Popen[bytes]] = []
     log_dir = settings.var_dir / "log"
     log_dir.mkdir(exist_ok=True)
@@ -360,22 +371,21 @@ def secrets() -> None:
 
 @secrets.command("rotate")
 def secrets_rotate() -> None:
-    """Re-encrypt every stored secret with the first key of BMS_SECRET_KEYS."""
-    from sqlalchemy import select
+    """Re-encrypt every stored secret with the first key of BMS_SECRET_KEYS (and encrypt
+    any clear text left from before encryption covered it)."""
+    from portal.services.nodes import reseal_secrets
 
-    from portal.core.models import Node
-
-    ctx = _context()
-    count = 0
-    with ctx.session() as s:
-        for n in s.scalars(select(Node)):
-            info = dict(n.driver_info or {})
-            for key, value in info.items():
-                if isinstance(value, str) and value.startswith("fernet:"):
-                    info[key] = ctx.cipher.rotate(value)
-                    count += 1
-            n.driver_info = info
+    count = reseal_secrets(_context(), rotate=True)
     click.echo(f"re-encrypted {count} secrets")
+
+
+@secrets.command("seal")
+def secrets_seal() -> None:
+    """Encrypt secrets still stored in clear (from before 0.x); run by ``bms db upgrade``."""
+    from portal.services.nodes import reseal_secrets
+
+    count = reseal_secrets(_context(), rotate=False)
+    click.echo(f"encrypted {count} secrets stored in clear")
 
 
 def _register_netboot_commands() -> None:

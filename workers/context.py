@@ -15,6 +15,7 @@ from portal.core.config import Settings
 from portal.core.db import Database
 from portal.core.imagestore import ImageStore, LocalImageStore
 from portal.core.secrets import Cipher, load_keys
+from workers.drivers.base import secret_fields
 from workers.redis_conn import connect
 
 
@@ -44,7 +45,7 @@ class WorkerContext:
         return cls(
             settings=settings,
             db=db or Database(settings.database_url),
-            cipher=Cipher(load_keys(settings.secret_keys, settings.var_dir)),
+            cipher=Cipher(load_keys(settings.secret_keys, settings.var_dir), secret_fields),
             redis=redis,
             queue=Queue(
                 settings.queue_name, connection=redis, default_timeout=settings.job_timeout

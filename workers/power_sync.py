@@ -31,7 +31,7 @@ from portal.core.models import Node
 from portal.core.states import ENROLL, NODE_STABLE
 from workers.context import WorkerContext, current
 from workers.drivers import isolation
-from workers.drivers.base import NodeTask, get_driver, preload_libraries
+from workers.drivers.base import DriverError, ErrorKind, NodeTask, get_driver, preload_libraries
 from workers.drivers.bmc import secrets_of
 from workers.runner import record_power
 
@@ -75,25 +75,34 @@ def set_power(task: NodeTask, state: str) -> None:
     get_driver(task.driver).power.set_power_state(task, state)
 
 
-def _candidates(ctx: WorkerContext, s: Session, timeout: float) -> dict[str, _Seen]:
+def _candidates(
+    ctx: WorkerContext, s: Session, timeout: float
+) -> tuple[dict[str, _Seen], dict[str, str]]:
+    """Nodes to read, and those whose secrets no configured key opens (with why): they are
+    not read (no BMC is asked without its credentials) but count as failed reads."""
     nodes = s.scalars(
         select(Node).where(Node.reservation.is_(None), Node.provision_state != ENROLL)
     ).all()
-    return {
-        n.id: _Seen(
+    seen: dict[str, _Seen] = {}
+    broken: dict[str, str] = {}
+    for n in nodes:
+        try:
+            info = ctx.cipher.unseal(n.driver_info or {})
+        except ValueError as exc:
+            info, broken[n.id] = {}, f"driver_info: {exc}"
+        seen[n.id] = _Seen(
             n.power_state,
             NodeTask(
                 node_id=n.id,
                 driver=n.driver,
-                driver_info=ctx.cipher.unseal(n.driver_info or {}),
+                driver_info=info,
                 capabilities=dict(n.capabilities or {}),
                 internal=dict(n.driver_internal_info or {}),
                 call_timeout=timeout,
                 power_wait=ctx.settings.power_wait,
             ),
         )
-        for n in nodes
-    }
+    return seen, broken
 
 
 def _calls(seen: dict[str, _Seen], fn: Any, timeout: float, *extra: Any) -> list[isolation.Call]:
@@ -118,17 +127,22 @@ def sync_pass(ctx: WorkerContext | None = None) -> PassReport:
     started = time.monotonic()
     report = PassReport()
     with ctx.db.session() as s:
-        seen = _candidates(ctx, s, cfg.power_sync_timeout)
+        seen, broken = _candidates(ctx, s, cfg.power_sync_timeout)
     report.nodes = len(seen)
+    readable = {nid: one for nid, one in seen.items() if nid not in broken}
     # A hung BMC holds a slot for at most 2 s; up to 4 slots' worth may hang at once.
-    outcomes = isolation.run_many(
-        _calls(seen, read_power, cfg.power_sync_timeout),
+    read = isolation.run_many(
+        _calls(readable, read_power, cfg.power_sync_timeout),
         slots=cfg.power_sync_workers,
         slot_time=min(2.0, cfg.power_sync_timeout),
         max_in_flight=4 * cfg.power_sync_workers,
     )
+    outcomes = dict(zip(readable, read, strict=True))
+    for nid, why in broken.items():
+        outcomes[nid] = isolation.Outcome(error=DriverError(why, ErrorKind.INVALID))
     to_correct: dict[str, _Seen] = {}
-    for (node_id, before), outcome in zip(seen.items(), outcomes, strict=True):
+    for node_id, before in seen.items():
+        outcome = outcomes[node_id]
         with ctx.db.session() as s:
             node = s.get(Node, node_id, with_for_update=True)
             if (

@@ -7,9 +7,11 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import current_app, g, request
+from flask import Response, current_app, g, request
 from werkzeug.exceptions import Forbidden, Unauthorized
 
+from portal.api.problems import problem
+from portal.services.throttle import FailureThrottle, client_address
 from tenants.principal import Principal
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -49,6 +51,45 @@ def authenticate() -> None:
         cache.clear()
     cache[token] = (now, principal)
     g.principal = principal
+
+
+def _client() -> str:
+    throttle: FailureThrottle = current_app.extensions["bms_auth_throttle"]
+    return client_address(
+        request.remote_addr, request.headers.get("X-Forwarded-For"), throttle.trusted_proxies
+    )
+
+
+def refuse_throttled_clients() -> Response | None:
+    """App-wide before_request: a client with too many recent authentication failures gets
+    429 before any credential of its request is looked at."""
+    throttle: FailureThrottle = current_app.extensions["bms_auth_throttle"]
+    if not throttle.enabled or not request.path.startswith("/v1/"):
+        return None
+    wait = throttle.retry_after(_client())
+    if wait is None:
+        return None
+    resp = problem(
+        429,
+        "Too Many Requests",
+        f"too many failed authentication attempts from this address; retry in {wait} s",
+    )
+    resp.headers["Retry-After"] = str(wait)
+    return resp
+
+
+def count_auth_failures(response: Response) -> Response:
+    """App-wide after_request: a 401 to a request that carried a credential (user token,
+    agent token, boot token) is one authentication failure of its client."""
+    if response.status_code == 401 and request.path.startswith("/v1/"):
+        carried = (
+            token_from_request()
+            or request.headers.get("X-Agent-Token")
+            or request.path.startswith("/v1/agent/")
+        )
+        if carried:
+            current_app.extensions["bms_auth_throttle"].failed(_client())
+    return response
 
 
 def principal() -> Principal:

@@ -66,6 +66,11 @@ class Settings:
     max_image_bytes: int = 64 * 1024**3
     header_timeout: float = 10.0
     read_timeout: float = 30.0
+    # Authentication failures (401s) one client may cause per window before it gets 429
+    # (0: no limit); proxies whose X-Forwarded-For names the client (addresses or CIDRs).
+    auth_failure_limit: int = 20
+    auth_failure_window: int = 60
+    trusted_proxies: tuple[str, ...] = ()
     debug: bool = False
 
     @classmethod
@@ -112,6 +117,11 @@ class Settings:
             max_image_bytes=int(e.get("BMS_MAX_IMAGE_BYTES", str(64 * 1024**3))),
             header_timeout=float(e.get("BMS_HEADER_TIMEOUT", "10")),
             read_timeout=float(e.get("BMS_READ_TIMEOUT", "30")),
+            auth_failure_limit=int(e.get("BMS_AUTH_FAILURE_LIMIT", "20")),
+            auth_failure_window=int(e.get("BMS_AUTH_FAILURE_WINDOW", "60")),
+            trusted_proxies=tuple(
+                p.strip() for p in e.get("BMS_TRUSTED_PROXIES", "").split(",") if p.strip()
+            ),
             debug=_bool(e.get("BMS_DEBUG")),
         )
 

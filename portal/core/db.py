@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 import uuid as uuidlib
 from collections.abc import Iterator, Sequence
@@ -396,3 +397,19 @@ class Database:
         self.engine.dispose()
         if self.read_engine is not self.engine:
             self.read_engine.dispose()
+
+    def purge_freed_pages(self) -> None:
+        """SQLite keeps the old content of updated rows in freed pages and WAL frames:
+        rewrite the file (VACUUM) and empty the WAL, so replaced values (clear-text secrets
+        being encrypted) are gone from the disk. PostgreSQL: old row versions stay until
+        autovacuum reuses their space (``VACUUM FULL nodes`` to force it)."""
+        path = self.engine.url.database
+        if self.dialect != "sqlite" or not path or path == ":memory:":
+            return
+        self.dispose()  # VACUUM needs no other transaction open on this side
+        conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+        try:
+            conn.execute("VACUUM")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            conn.close()

@@ -18,6 +18,7 @@ from portal.core.secrets import Cipher, load_keys
 from tenants.auth import AuthBackend, LocalAuth
 from tenants.quotas import Defaults
 from workers import queue as jobqueue
+from workers.drivers.base import secret_fields
 from workers.redis_conn import connect
 
 
@@ -35,7 +36,7 @@ class Context:
         return cls(
             settings=settings,
             db=Database(settings.database_url),
-            cipher=Cipher(load_keys(settings.secret_keys, settings.var_dir)),
+            cipher=Cipher(load_keys(settings.secret_keys, settings.var_dir), secret_fields),
             store=LocalImageStore(settings.image_dir),
         )
 

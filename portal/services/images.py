@@ -14,6 +14,7 @@ from portal.core.errors import Conflict, Forbidden, Invalid, NotFound
 from portal.core.imagestore import ChecksumMismatch
 from portal.core.models import Image, ImageMember, Instance
 from portal.services.context import Context
+from tenants.models import Project
 from tenants.principal import Principal
 
 
@@ -199,17 +200,24 @@ def delete(ctx: Context, s: Session, image: Image, principal: Principal) -> None
 
 
 def add_member(s: Session, image: Image, project_id: str, principal: Principal) -> None:
+    """Share ``image`` with a project. Like Glance, any project id is accepted and answered
+    the same way, so the owner of a shared image cannot probe which project ids exist; an
+    id that names no project stores nothing (project ids are server-chosen UUIDs: no
+    project can appear under it later). The event is recorded either way."""
     _check_owner(image, principal)
     if image.visibility != "shared":
         raise Conflict("members can only be added to images with visibility 'shared'")
-    if s.get(ImageMember, (image.id, project_id)) is None:
+    if len(project_id) > 36 or not project_id.strip():
+        raise Invalid("a project id is 1 to 36 characters", field="project_id")
+    exists = s.get(Project, project_id) is not None
+    if exists and s.get(ImageMember, (image.id, project_id)) is None:
         s.add(ImageMember(image_id=image.id, project_id=project_id))
-        events.record(
-            s,
-            "image.member_added",
-            "image",
-            image.id,
-            actor=principal.actor,
-            project_id=image.owner,
-            member=project_id,
-        )
+    events.record(
+        s,
+        "image.member_added",
+        "image",
+        image.id,
+        actor=principal.actor,
+        project_id=image.owner,
+        member=project_id,
+    )

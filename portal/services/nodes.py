@@ -14,12 +14,13 @@ from portal.core.db import insert_now, new_uuid
 from portal.core.errors import BadGateway, Conflict, Invalid, NotFound, Unavailable
 from portal.core.fsm import InvalidTransition
 from portal.core.models import Instance, Node, NodeInventory, Port
+from portal.core.secrets import redact
 from portal.core.states import NODE_FSM, POWER_TARGETS
 from portal.services.context import Context
 from tenants.models import Project
 from tenants.principal import Principal
 from workers import queue as jobqueue
-from workers.drivers.base import Driver, DriverError, get_driver
+from workers.drivers.base import Driver, DriverError, get_driver, secret_fields
 from workers.runner import node_task
 
 MAC_RE = re.compile(r"^([0-9a-f]{2}[:-]){5}[0-9a-f]{2}$")
@@ -75,12 +76,42 @@ def _insert_unique(
         raise
 
 
+def redacted_info(info: dict[str, Any] | None) -> dict[str, Any]:
+    """driver_info as the API shows it: every secret, at any depth, as ``******``."""
+    return redact(info or {}, secret_fields())
+
+
+def reseal_secrets(ctx: Context, rotate: bool) -> int:
+    """Encrypt every stored secret with the first key (``rotate``), or only those still in
+    clear text (left from before encryption covered every depth and value type: numbers,
+    nested objects, text starting ``fernet:`` that no configured key opens). Each node in
+    its own short transaction, locked; returns how many values changed."""
+    from sqlalchemy import select
+
+    with ctx.session() as s:  # one read finds the nodes to change (usually none)
+        rows = s.execute(select(Node.id, Node.driver_info).order_by(Node.id)).all()
+    ids = [nid for nid, info in rows if ctx.cipher.reseal(info or {}, rotate=rotate)[1]]
+    count = 0
+    for node_id in ids:
+        with ctx.session() as s:
+            node = s.get(Node, node_id, with_for_update=True)
+            if node is None:
+                continue
+            info, changed = ctx.cipher.reseal(node.driver_info or {}, rotate=rotate)
+            if changed:
+                node.driver_info = info
+                count += changed
+    if count:
+        ctx.db.purge_freed_pages()
+    return count
+
+
 def create_node(ctx: Context, s: Session, data: dict[str, Any], actor: Principal) -> Node:
     _check_owner(s, data.get("owner"))
     _check_owner(s, data.get("lessee"), "lessee")
     _check_driver(data.get("driver", "fake"))
     port_data = data.pop("ports", [])
-    data["driver_info"] = ctx.cipher.seal(data.get("driver_info") or {})
+    data["driver_info"] = ctx.cipher.seal(data.get("driver_info") or {})  # at any depth
     node = Node(id=new_uuid(), **data)
     ports = [_new_port(node.id, p) for p in port_data]
     macs = [p.address for p in ports]
@@ -161,14 +192,10 @@ def update_node(
     if node.reservation:
         raise Conflict(f"node {node.id} is locked by {node.reservation}; try again later")
     if "driver_info" in changes:
-        # Keep stored secrets the caller only saw redacted.
-        merged = ctx.cipher.seal(
-            {
-                k: (node.driver_info or {}).get(k) if v == "******" else v
-                for k, v in (changes["driver_info"] or {}).items()
-            }
+        # Secrets sent back as ****** (the caller only saw them redacted) keep the stored ones.
+        changes["driver_info"] = ctx.cipher.seal(
+            changes["driver_info"] or {}, stored=node.driver_info or {}
         )
-        changes["driver_info"] = merged
     if "driver" in changes:
         _check_driver(changes["driver"])
     if "owner" in changes:
@@ -329,4 +356,8 @@ def validate(ctx: Context, s: Session, node: Node) -> dict[str, dict[str, Any]]:
         driver = get_driver(node.driver)
     except DriverError as exc:
         return {i: {"result": False, "reason": str(exc)} for i in Driver.INTERFACES}
-    return driver.validate(node_task(ctx, s, node))  # type: ignore[arg-type]
+    try:
+        task = node_task(ctx, s, node)  # type: ignore[arg-type]
+    except ValueError as exc:  # a secret no configured key opens (BMS_SECRET_KEYS changed?)
+        return {i: {"result": False, "reason": f"driver_info: {exc}"} for i in Driver.INTERFACES}
+    return driver.validate(task)

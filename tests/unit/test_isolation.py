@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -136,3 +137,30 @@ def test_transient_errors_give_up_after_the_last_attempt() -> None:
     with pytest.raises(DriverError, match="busy"):
         retry.retrying(always_busy, retry.Backoff(attempts=4, max_delay=1.5), sleep=sleeps.append)
     assert sleeps == [0.5, 1.0, 1.5]
+
+
+def _logs_its_secret(password: str) -> str:
+    logging.getLogger("sushy.connector").warning(
+        "HTTP request to https://admin:%s@bmc/redfish/v1 with password %s", password, password
+    )
+    return "done"
+
+
+def test_bmc_libraries_logging_in_the_child_lose_the_secrets(tmp_path) -> None:
+    """What a BMC library logs inside the per-call child never carries the call's secrets
+    nor a password written in a URL (the child's inherited handlers scrub every record)."""
+    path = tmp_path / "worker.log"
+    handler = logging.FileHandler(path)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        call = isolation.Call(
+            fn=_logs_its_secret, args=("pw-4-canary",), timeout=10, secrets=("pw-4-canary",)
+        )
+        assert isolation.run(call) == "done"
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+    text = path.read_text()
+    assert "with password ******" in text and "admin:******@bmc" in text
+    assert "pw-4-canary" not in text

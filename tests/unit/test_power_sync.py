@@ -152,3 +152,27 @@ def test_a_hung_bmc_costs_its_timeout_and_is_counted_unreachable(ctx, jobs) -> N
     assert report.errors == {"unreachable": 1}
     assert report.seconds < 4
     assert b
+
+
+def test_a_node_whose_secret_no_key_opens_fails_its_read_not_the_whole_pass(ctx, jobs) -> None:
+    """Before: one undecryptable secret (a key dropped too early, or a pre-fix ``fernet:``
+    password stored in clear) raised out of the pass, so no node was synced."""
+    from cryptography.fernet import Fernet
+
+    from portal.core.secrets import Cipher
+
+    a, b = make_available(ctx, 2, jobs)
+    stranger = Cipher((Fernet.generate_key().decode(),)).encrypt("pw")
+    with ctx.session() as s:
+        s.get_one(Node, a).driver_info = {"bmc_password": stranger}
+    _set_bmc(ctx, b, power=POWER_ON)
+    report = power_sync.sync_pass(wctx(ctx))
+    assert (report.nodes, report.read_ok, report.read_failed, report.mismatches) == (2, 1, 1, 1)
+    assert report.errors == {"invalid": 1}
+    with ctx.session() as s:
+        assert s.get_one(Node, b).power_state == POWER_ON
+        assert s.get_one(Node, a).power_sync_failures == 1
+    power_sync.sync_pass(wctx(ctx))
+    with ctx.session() as s:
+        node = s.get_one(Node, a)
+        assert node.maintenance and "cannot be decrypted" in node.maintenance_reason

@@ -7,10 +7,15 @@ caller persists.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import importlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol
+
+from portal.core.secrets import SecretFields, redact, scrub, secret_values
 
 StepResult = Literal["done", "wait"]
 
@@ -51,6 +56,12 @@ class NodeTask:
     # Hard deadline of one BMC call, and how long a power change may take to land.
     call_timeout: float = 30.0
     power_wait: float = 60.0
+
+    def __repr__(self) -> str:  # logs and tracebacks never show the secrets
+        return (
+            f"NodeTask(node_id={self.node_id!r}, driver={self.driver!r}, "
+            f"driver_info={redact(self.driver_info, secret_fields())!r})"
+        )
 
 
 class PowerInterface(Protocol):
@@ -116,6 +127,9 @@ class Driver:
     deploy: DeployInterface
     network: NetworkInterface
     inspect: InspectInterface
+    # driver_info keys whose values are secrets (encrypted at rest, never shown, scrubbed
+    # from errors), at any depth; keys following the generic rule are secret anyway.
+    secret_fields: tuple[str, ...] = ()
 
     INTERFACES: ClassVar[tuple[str, ...]] = ("power", "management", "deploy", "network", "inspect")
 
@@ -164,10 +178,31 @@ def preload_libraries() -> None:
 
 
 _REGISTRY: dict[str, Callable[[], Driver]] = {}
+_SECRET_FIELDS: dict[str, frozenset[str]] = {}
 
 
 def register_driver(name: str, factory: Callable[[], Driver]) -> None:
     _REGISTRY[name] = factory
+    _SECRET_FIELDS[name] = frozenset(f.lower() for f in factory().secret_fields)
+    _secret_fields.cache_clear()
+
+
+def unregister_driver(name: str) -> None:
+    _REGISTRY.pop(name, None)
+    _SECRET_FIELDS.pop(name, None)
+    _secret_fields.cache_clear()
+
+
+def secret_fields() -> SecretFields:
+    """The secret keys of every registered driver (a node may change driver, so a key
+    secret for one is secret on every node), plus the generic rule."""
+    _load_builtin()
+    return _secret_fields()
+
+
+@functools.lru_cache(maxsize=1)
+def _secret_fields() -> SecretFields:
+    return SecretFields(frozenset().union(*_SECRET_FIELDS.values()))
 
 
 def _load_builtin() -> None:
@@ -179,12 +214,55 @@ def get_driver(name: str) -> Driver:
     _load_builtin()
 
     try:
-        return _REGISTRY[name]()
+        driver = _REGISTRY[name]()
     except KeyError:
         raise DriverError(
             f"unknown driver '{name}'; enabled: {', '.join(sorted(_REGISTRY))}",
             ErrorKind.UNSUPPORTED,
         ) from None
+    wrapped: dict[str, Any] = {i: Scrubbed(getattr(driver, i)) for i in Driver.INTERFACES}
+    return dataclasses.replace(driver, **wrapped)
+
+
+class Scrubbed:
+    """An interface whose errors never carry the task's secrets: every method that takes a
+    :class:`NodeTask` re-raises a failure with the secrets (at any depth of driver_info,
+    in any text form) and URL credentials replaced by ``******``."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if not callable(attr):
+            return attr
+
+        @functools.wraps(attr)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return attr(*args, **kwargs)
+            except Exception as exc:
+                task = next((a for a in args if isinstance(a, NodeTask)), None)
+                clean = scrub_error(str(exc), task)
+                if isinstance(exc, DriverError):
+                    if clean == str(exc):
+                        raise
+                    raise DriverError(clean, exc.kind) from None
+                if clean != str(exc):
+                    raise DriverError(f"{type(exc).__name__}: {clean}", ErrorKind.ERROR) from None
+                raise
+
+        return call
+
+
+URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*):[^/\s@]*@")
+
+
+def scrub_error(text: str, task: NodeTask | None) -> str:
+    """``text`` without the secrets of ``task``'s driver_info nor passwords in URLs."""
+    if task is not None:
+        text = scrub(text, secret_values(task.driver_info, secret_fields()))
+    return URL_CREDENTIALS.sub(r"\1:******@", text)
 
 
 def enabled_drivers() -> list[str]:

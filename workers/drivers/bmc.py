@@ -12,17 +12,18 @@ import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from portal.core.secrets import secret_values
 from workers.drivers import isolation, retry
-from workers.drivers.base import DriverError, ErrorKind, NodeTask
+from workers.drivers.base import DriverError, ErrorKind, NodeTask, secret_fields
 
 T = TypeVar("T")
 HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?)+$")
 
 
 def secrets_of(info: dict[str, Any]) -> tuple[str, ...]:
-    return tuple(
-        str(v) for k, v in info.items() if k.endswith("password") and isinstance(v, str) and v
-    )
+    """Every text form of every secret in ``info`` (at any depth): what error messages of
+    a BMC call must never contain."""
+    return secret_values(info, secret_fields())
 
 
 def call(

@@ -45,6 +45,7 @@ FIELDS = (
     "ipmi_cipher_suite",
     "ipmi_bridging",
 )
+SECRET_FIELDS = ("ipmi_password",)
 BOOT_DEVICES = {"pxe": "network", "disk": "hd", "cdrom": "optical", "bios": "setup"}
 MAC = re.compile(r"^([0-9a-fA-F]{2}[:-]){5}[0-9a-fA-F]{2}$")
 
@@ -329,7 +330,13 @@ def ipmi_driver() -> Driver:
     # Disks are written by the deploy agent; tenant networks stay simulated until the
     # switch drivers land.
     return Driver(
-        "ipmi", IpmiPower(), IpmiManagement(), AgentDeploy(), FakeNetwork(), IpmiInspect()
+        "ipmi",
+        IpmiPower(),
+        IpmiManagement(),
+        AgentDeploy(),
+        FakeNetwork(),
+        IpmiInspect(),
+        secret_fields=SECRET_FIELDS,
     )
 
 

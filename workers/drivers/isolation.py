@@ -13,6 +13,7 @@ A call made from inside a child (a driver method calling another) runs inline.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import sys
@@ -22,7 +23,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from workers.drivers.base import DriverError, ErrorKind
+from portal.core.secrets import scrub
+from workers.drivers.base import URL_CREDENTIALS, DriverError, ErrorKind
 
 # Set in the child right after the fork: nested calls run inline instead of forking again.
 _in_child = False
@@ -52,15 +54,38 @@ class Outcome:
 
 
 def redact(text: str, secrets: Sequence[str]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "******")
-    return text
+    return scrub(text, secrets)
 
 
-def _child(conn: Connection, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+class ScrubLogs(logging.Filter):
+    """A handler filter: log records (of the BMC libraries too) lose the call's secrets
+    and any password written in a URL before they are written anywhere."""
+
+    def __init__(self, secrets: Sequence[str]) -> None:
+        super().__init__()
+        self.secrets = secrets
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        clean = URL_CREDENTIALS.sub(r"\1:******@", scrub(text, self.secrets))
+        if clean != text:
+            record.msg, record.args = clean, ()
+        return True
+
+
+def _scrub_logs(secrets: Sequence[str]) -> None:
+    """In a child: every handler it inherited scrubs what the BMC libraries log."""
+    scrubber = ScrubLogs(secrets)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(scrubber)
+
+
+def _child(
+    conn: Connection, fn: Callable[..., Any], args: tuple[Any, ...], secrets: Sequence[str] = ()
+) -> None:
     global _in_child
     _in_child = True
+    _scrub_logs(secrets)
     try:
         conn.send(("ok", fn(*args)))
     except DriverError as exc:
@@ -98,7 +123,7 @@ def _fork(call: Call) -> tuple[int, Connection]:
             os.close(read_fd)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            _child(Connection(write_fd, readable=False), call.fn, call.args)
+            _child(Connection(write_fd, readable=False), call.fn, call.args, call.secrets)
         finally:
             os._exit(0)
     os.close(write_fd)

@@ -502,6 +502,7 @@ def redfish_driver() -> Driver:
         AgentDeploy(),
         FakeNetwork(),
         RedfishInspect(),
+        secret_fields=("redfish_password",),
     )
 
 

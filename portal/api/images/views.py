@@ -127,8 +127,6 @@ class ImageMembers(MethodView):
     def post(self, body: dict[str, Any], image_id: str) -> None:
         """Share an image (visibility ``shared``) with another project."""
         with tx() as s:
-            if s.get(Project, body["project_id"]) is None:
-                raise Invalid(f"project '{body['project_id']}' not found", field="project_id")
             svc.add_member(
                 s, svc.get_visible(s, image_id, principal()), body["project_id"], principal()
             )

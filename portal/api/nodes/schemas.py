@@ -9,8 +9,8 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from portal.api.pagination import ListArgs
-from portal.core.secrets import redact
 from portal.core.states import NODE_FSM, POWER_TARGETS
+from portal.services.nodes import redacted_info
 
 MAC = validate.Regexp(
     r"^([0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}$",
@@ -100,7 +100,7 @@ class NodePatchable(NodeBase):
 
 class DriverInfoOut(fields.Field):
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kw: Any) -> Any:
-        return redact(value or {})
+        return redacted_info(value)
 
 
 class NodeOut(Schema):
@@ -251,7 +251,7 @@ def dump_nodes(nodes: Sequence[Any], ports: dict[str, list[Any]]) -> list[dict[s
                 "name": name,
                 "resource_class": resource_class,
                 "driver": driver,
-                "driver_info": redact(driver_info or {}),
+                "driver_info": redacted_info(driver_info),
                 "properties": properties,
                 "capabilities": capabilities,
                 "traits": traits,

@@ -33,7 +33,6 @@ from portal.api.nodes.schemas import (
 from portal.api.pagination import page
 from portal.core.db import one_of
 from portal.core.models import Node, Port
-from portal.core.secrets import redact
 from portal.services import nodes as svc
 from portal.services.lookup import get_or_404, node_by_ident
 
@@ -139,7 +138,7 @@ class NodeItem(MethodView):
         with tx() as s:
             node = node_by_ident(s, ident, for_update=True)
             doc = NodeOut().dump(node)
-            doc["driver_info"] = redact(node.driver_info or {})
+            doc["driver_info"] = svc.redacted_info(node.driver_info)
             changes = apply_patch(doc, ops, NodePatchable())
             return svc.update_node(ctx(), s, node, changes, principal())
 
