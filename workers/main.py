@@ -14,6 +14,7 @@ from sqlalchemy.orm import configure_mappers
 
 from scheduler.select import SchedulerConfig
 from workers.context import current
+from workers.lease import Lease
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +57,17 @@ def run_worker(burst: bool = False, name: str | None = None, mode: str | None = 
     # Connections are opened per process; drop any inherited pool before RQ forks horses.
     ctx.db.dispose()
     worker_class = WORKER_CLASSES[mode]
-    worker = worker_class([ctx.queue], connection=ctx.redis, name=name or worker_name())
-    return worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
+    name = name or worker_name()
+    worker = worker_class([ctx.queue], connection=ctx.redis, name=name)
+    # The lease is taken before the first job can take a node lock, and renewed by a
+    # thread of this process: the reconciler knows this worker dead within one lease TTL.
+    settings = ctx.settings
+    held = Lease(settings.redis_url or "", name, settings.worker_lease, settings.worker_heartbeat)
+    held.start()
+    try:
+        return worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
+    finally:
+        held.stop()
 
 
 def reconcile_forever(interval: float) -> None:
