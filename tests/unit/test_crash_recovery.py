@@ -194,3 +194,57 @@ def test_a_late_job_never_fails_a_node_that_moved_on(ctx, jobs):
         assert (node.provision_state, node.last_error) == ("available", None)
         kinds = s.scalars(select(Event.type).where(Event.resource_id == node_id)).all()
     assert "node.failed" not in kinds
+
+
+def test_a_bound_node_cannot_be_provided_or_managed(ctx, jobs):
+    """Issue 16: provide made a `clean failed` node available while its instance_id still
+    named a DELETING instance. The domain refuses (409 naming the instance)."""
+    from portal.core.errors import Conflict
+    from portal.services import identity, nodes
+
+    w = seed_world(ctx)
+    (node_id,) = make_available(ctx, 1, jobs)
+    inst_id = _instance(ctx, w)
+    jobs()
+    with ctx.session() as s:  # the tear-down failed: clean failed, still bound
+        inst, node = s.get_one(Instance, inst_id), s.get_one(Node, node_id)
+        lifecycle.fire_instance(s, inst, "delete")
+        lifecycle.fire_node(s, node, "undeploy")
+        lifecycle.fire_node(s, node, "fail", error="tear-down failed")
+    for target in ("provide", "manage"):
+        with ctx.session() as s:
+            try:
+                nodes.provision(ctx, s, s.get_one(Node, node_id), target, identity.SYSTEM)
+            except Conflict as exc:
+                assert inst_id in exc.detail and exc.extra["instance_uuid"] == inst_id
+            else:
+                raise AssertionError(f"{target} of a bound node was accepted")
+    assert _state(ctx, node_id)[::2] == ("clean failed", inst_id)
+    # the tenant's delete frees the instance; then the node can be cleaned
+    with ctx.session() as s:
+        ctx.queue.empty()
+    from workers.jobs.instances import delete_instance
+
+    current.cache_clear()
+    assert delete_instance(inst_id) == "deleted"
+    assert _state(ctx, node_id, inst_id)[::2] == ("clean failed", None, node_id)
+    with ctx.session() as s:
+        nodes.provision(ctx, s, s.get_one(Node, node_id), "provide", identity.SYSTEM)
+    jobs()
+    assert _state(ctx, node_id)[0] == "available"
+
+
+def test_the_database_refuses_a_bound_available_node(ctx, jobs):
+    import pytest
+    from sqlalchemy import update
+    from sqlalchemy.exc import IntegrityError
+
+    (node_id,) = make_available(ctx, 1, jobs)
+    with pytest.raises(IntegrityError), ctx.session() as s:
+        s.execute(update(Node).where(Node.id == node_id).values(instance_id=DEAD))
+    with ctx.session() as s:  # allowed where a bound node may be
+        s.execute(
+            update(Node)
+            .where(Node.id == node_id)
+            .values(instance_id=DEAD, provision_state="clean failed")
+        )

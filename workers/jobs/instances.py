@@ -12,6 +12,7 @@ from portal.core import events, ipam, lifecycle, locks
 from portal.core.models import Instance, Network, Node
 from portal.core.states import (
     ACTIVE,
+    AVAILABLE,
     BUILD,
     CLEAN_FAILED,
     DELETED,
@@ -160,7 +161,7 @@ def _claimed(
         if inst.status != BUILD:  # deleted while we were choosing
             s.rollback()
             return None
-        lifecycle.fire_node(s, node, "deploy", actor=holder, instance_id=instance_id)
+        lifecycle.fired_node(s, node, "deploy", AVAILABLE, actor=holder, instance_id=instance_id)
         inst.node_id = node.id
         _allocate_addresses(s, inst)
         lifecycle.set_instance_task(s, inst, "scheduled", 5)
