@@ -15,6 +15,7 @@ from sqlalchemy.orm import configure_mappers
 from scheduler.select import SchedulerConfig
 from workers.context import current
 from workers.lease import Lease
+from workers.pdeathsig import die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ def reconcile_forever(interval: float) -> None:
     """Run the reconciler every ``interval`` seconds; one process at a time cluster-wide."""
     from workers.jobs.reconcile import reconcile
 
+    die_with_parent()  # a kill -9'd worker must not leave its reconciler running
     ctx = current()
     while True:
         lock = ctx.redis.lock("bms:reconciler", timeout=max(interval * 2, 10), blocking=False)
