@@ -81,9 +81,9 @@ def up(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
         BMS_RECONCILE_INTERVAL="1",
         BMS_POWER_SYNC_INTERVAL="5",
     )
+    argv = [sys.executable, "-m", "portal.cli", "up", "--no-demo", "--workers", "2"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "portal.cli", "up", "--no-demo", "--workers", "2"]
-        + ["--bind", f"127.0.0.1:{port}"],
+        [*argv, "--bind", f"127.0.0.1:{port}"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=open(tmp_path / "up.log", "wb"),  # noqa: SIM115
