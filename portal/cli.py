@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -17,7 +15,6 @@ from portal.core.config import Settings
 
 if TYPE_CHECKING:
     from portal.services.context import Context
-    from workers.redis_conn import EmbeddedRedis
 
 
 def _settings() -> Settings:
@@ -212,27 +209,36 @@ def up(bind: str, worker_count: int, demo: bool) -> None:
     settings = _settings()
     migrate.upgrade(settings.database_url)
     _seal_clear_secrets()
-    children: list[subprocess.Popen[bytes]] = []
+    from portal.supervisor import Supervisor
+
     log_dir = settings.var_dir / "log"
     log_dir.mkdir(exist_ok=True)
-    for i in range(worker_count):
-        out = open(log_dir / f"worker-{i}.log", "ab")  # noqa: SIM115 (lives as long as the child)
-        children.append(
-            subprocess.Popen(
+    # Children are restarted when they die, and never outlive bms up (portal/supervisor.py).
+    sup = Supervisor(say=lambda msg: click.echo(f"bms up: {msg}", err=True))
+    try:
+        for i in range(worker_count):
+            sup.add(
+                f"worker-{i}",
                 [sys.executable, "-m", "portal.cli", "worker"]
                 + ([] if i == 0 else ["--no-reconcile", "--no-power-sync"]),
-                stdout=out,
-                stderr=subprocess.STDOUT,
+                log_dir / f"worker-{i}.log",
             )
-        )
-    children.append(subprocess.Popen(_gunicorn_argv(bind, 2)))
-    _wait_http(f"http://{bind}/healthz")
+        sup.add("api", _gunicorn_argv(bind, 2))
+        _wait_http(f"http://{bind}/healthz")
+        _up_ready(settings, bind, demo, log_dir)
+        sup.run()
+    finally:
+        sup.stop()
+        if embedded is not None:
+            embedded.stop()
+
+
+def _up_ready(settings: Settings, bind: str, demo: bool, log_dir: Path) -> None:
     _ensure_provider_network()
     if demo:
         _seed_demo(_context(), settings, bind)
     click.echo(f"BMS Portal is up on http://{bind}  (API docs: http://{bind}/v1/docs)")
     click.echo(f"logs: {log_dir}; Ctrl-C stops everything")
-    _wait_and_stop(children, embedded)
 
 
 def _seed_demo(ctx: Context, settings: Settings, bind: str) -> None:
@@ -269,29 +275,6 @@ def _wait_http(url: str, timeout: float = 30) -> None:
         except OSError:
             time.sleep(0.2)
     raise click.ClickException(f"API did not answer at {url}")
-
-
-def _wait_and_stop(children: list[subprocess.Popen[bytes]], embedded: EmbeddedRedis | None) -> None:
-    stop = False
-
-    def on_signal(*_: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    while not stop and all(c.poll() is None for c in children):
-        time.sleep(0.5)
-    for c in children:
-        if c.poll() is None:
-            c.send_signal(signal.SIGTERM)
-    for c in children:
-        try:
-            c.wait(15)
-        except subprocess.TimeoutExpired:
-            c.kill()
-    if embedded is not None:
-        embedded.stop()
 
 
 @main.command("demo")

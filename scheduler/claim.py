@@ -13,13 +13,19 @@ from sqlalchemy.orm import Session
 
 from portal.core.db import utcnow
 from portal.core.models import Node, ServerGroup
-from portal.core.states import AVAILABLE
+from portal.core.states import ACTIVE, AVAILABLE, DEPLOYING
 from scheduler import filters, locations
 from scheduler.request import RequestSpec
 
 
 def claim(session: Session, node_id: str, instance_id: str, holder: str) -> bool:
-    """Reserve ``node_id`` for ``instance_id`` and lock it for ``holder``; False if taken."""
+    """Reserve ``node_id`` for ``instance_id`` and lock it for ``holder``; False if taken.
+
+    The same statement moves the node to ``deploying``: a bound node is never
+    ``available``, not even inside a transaction (CHECK ck_nodes_bound_state). The caller
+    records the transition (``lifecycle.fired_node``).
+    """
+    now = utcnow()
     result = session.execute(
         update(Node)
         .where(
@@ -29,7 +35,15 @@ def claim(session: Session, node_id: str, instance_id: str, holder: str) -> bool
             Node.reservation.is_(None),
             Node.instance_id.is_(None),
         )
-        .values(instance_id=instance_id, reservation=holder, reserved_at=utcnow())
+        .values(
+            instance_id=instance_id,
+            reservation=holder,
+            reserved_at=now,
+            provision_state=DEPLOYING,
+            target_provision_state=ACTIVE,
+            provision_updated_at=now,
+            last_error=None,
+        )
         .execution_options(synchronize_session=False)
     )
     return result.rowcount == 1  # type: ignore[attr-defined]

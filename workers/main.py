@@ -14,6 +14,8 @@ from sqlalchemy.orm import configure_mappers
 
 from scheduler.select import SchedulerConfig
 from workers.context import current
+from workers.lease import Lease
+from workers.pdeathsig import die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +58,24 @@ def run_worker(burst: bool = False, name: str | None = None, mode: str | None = 
     # Connections are opened per process; drop any inherited pool before RQ forks horses.
     ctx.db.dispose()
     worker_class = WORKER_CLASSES[mode]
-    worker = worker_class([ctx.queue], connection=ctx.redis, name=name or worker_name())
-    return worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
+    name = name or worker_name()
+    worker = worker_class([ctx.queue], connection=ctx.redis, name=name)
+    # The lease is taken before the first job can take a node lock, and renewed by a
+    # thread of this process: the reconciler knows this worker dead within one lease TTL.
+    settings = ctx.settings
+    held = Lease(settings.redis_url or "", name, settings.worker_lease, settings.worker_heartbeat)
+    held.start()
+    try:
+        return worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
+    finally:
+        held.stop()
 
 
 def reconcile_forever(interval: float) -> None:
     """Run the reconciler every ``interval`` seconds; one process at a time cluster-wide."""
     from workers.jobs.reconcile import reconcile
 
+    die_with_parent()  # a kill -9'd worker must not leave its reconciler running
     ctx = current()
     while True:
         lock = ctx.redis.lock("bms:reconciler", timeout=max(interval * 2, 10), blocking=False)

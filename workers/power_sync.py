@@ -266,7 +266,9 @@ def _correct(ctx: WorkerContext, nodes: dict[str, _Seen], report: PassReport) ->
 def sync_forever(interval: float) -> None:
     """A pass every ``interval`` seconds; one process at a time cluster-wide (Redis lock)."""
     import tenants.models  # noqa: F401  (a fresh process: nodes' foreign keys need its tables)
+    from workers.pdeathsig import die_with_parent
 
+    die_with_parent()  # a kill -9'd worker must not leave its power sync running
     ctx = current()
     while True:
         started = time.monotonic()

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from redis import Redis
 
+from workers.pdeathsig import die_with_parent
+
 
 def connect(url: str) -> Redis:
     return Redis.from_url(url)
@@ -60,6 +62,7 @@ class EmbeddedRedis:
             ],
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=die_with_parent,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -16,12 +16,24 @@ from sqlalchemy.orm import Session
 
 from portal.core import agent_sessions, events
 from portal.core.models import Image, Instance, Node
-from workers.context import WorkerContext
+from workers.context import WorkerContext, holder_name
 from workers.drivers.base import DriverError, ErrorKind, NodeTask, StepResult, get_driver
 from workers.steps import PLANS, Step, StepEnv
 
 OnStep = Callable[[Session, Node, str, int, int], None]
 OnEnd = Callable[[Session, Node, StepResult], None]
+
+
+class LockLost(DriverError):
+    """The node's lock was taken from this job (its worker was thought dead): stop."""
+
+
+def check_still_held(node: Node) -> None:
+    """Raise :class:`LockLost` unless this job (still) holds the node's lock."""
+    holder = holder_name()
+    if node.reservation == holder or (node.reservation is None and holder.startswith("local:")):
+        return
+    raise LockLost(f"lock on node {node.id} lost to {node.reservation or 'nobody'}: stopping")
 
 
 def node_task(ctx: WorkerContext, session: Session, node: Node) -> NodeTask:
@@ -181,6 +193,7 @@ def run_plan(
             # of the node, two INSERTs of events). Everything goes out once, at commit.
             with ctx.db.session() as s, s.no_autoflush:
                 node = s.get_one(Node, node_id)
+                check_still_held(node)
                 if end and result != "wait":
                     forget_plan_in(task.internal)
                     agent_sessions.end(s, node_id)  # the operation is over

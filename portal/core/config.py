@@ -31,9 +31,16 @@ class Settings:
     # A failed deploy's node is torn down and cleaned back into the pool (the instance
     # stays in ERROR); off: it stays in "deploy failed" for an admin to look at.
     release_failed_deploys: bool = True
-    lock_stale_after: float = (
-        120.0  # seconds a dead worker's lock may linger before the reconciler acts
-    )
+    # Seconds a transient node with no lock, or a BUILD/DELETING instance, may go without
+    # a live job before the reconciler acts (covers the commit-to-enqueue window).
+    lock_stale_after: float = 30.0
+    # Worker liveness (docs/reliability-crash.md): each worker renews a lease of
+    # worker_lease seconds every worker_heartbeat seconds; a lock holder or a started job
+    # whose worker has no live lease is dead. An interrupted cleaning is resumed at most
+    # clean_resumes times before the node goes to "clean failed".
+    worker_lease: float = 20.0
+    worker_heartbeat: float = 5.0
+    clean_resumes: int = 3
     public_url: str = "http://127.0.0.1:8000"
     default_quota_instances: int = 10
     default_quota_vcpus: int = 512
@@ -91,7 +98,10 @@ class Settings:
             checkpoint_interval=float(e.get("BMS_CHECKPOINT_INTERVAL", "1")),
             callback_timeout=float(e.get("BMS_CALLBACK_TIMEOUT", "1800")),
             release_failed_deploys=_bool(e.get("BMS_RELEASE_FAILED_DEPLOYS"), default=True),
-            lock_stale_after=float(e.get("BMS_LOCK_STALE_AFTER", "120")),
+            lock_stale_after=float(e.get("BMS_LOCK_STALE_AFTER", "30")),
+            worker_lease=float(e.get("BMS_WORKER_LEASE", "20")),
+            worker_heartbeat=float(e.get("BMS_WORKER_HEARTBEAT", "5")),
+            clean_resumes=int(e.get("BMS_CLEAN_RESUMES", "3")),
             public_url=e.get("BMS_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/"),
             default_quota_instances=int(e.get("BMS_QUOTA_INSTANCES", "10")),
             default_quota_vcpus=int(e.get("BMS_QUOTA_VCPUS", "512")),

@@ -12,9 +12,10 @@ from sqlalchemy.orm import Session
 
 from portal.core import events
 from portal.core.db import utcnow
+from portal.core.errors import Conflict
 from portal.core.fsm import InvalidTransition
 from portal.core.models import Instance, Node
-from portal.core.states import INSTANCE_FSM, NODE_FSM
+from portal.core.states import INSTANCE_FSM, NODE_BOUND, NODE_FSM
 
 
 def fire_node(
@@ -26,9 +27,12 @@ def fire_node(
     error: str | None = None,
     **payload: Any,
 ) -> str:
-    """Apply ``event`` to ``node``; raises :class:`InvalidTransition` if not allowed."""
+    """Apply ``event`` to ``node``; raises :class:`InvalidTransition` if not allowed, and
+    :class:`NodeBound` if it would leave a node bound to an instance where it must not be."""
     before = node.provision_state
     after = NODE_FSM.next_state(before, event)
+    if node.instance_id is not None and after not in NODE_BOUND:
+        raise NodeBound(node, event, after)
     node.provision_state = after
     node.target_provision_state = NODE_FSM.target_of(after)
     node.provision_updated_at = utcnow()
@@ -36,6 +40,42 @@ def fire_node(
         node.last_error = error
     elif event in ("manage", "provide", "deploy", "undeploy", "inspect"):
         node.last_error = None  # a new user action starts with a clean slate
+    _record_node(session, node, event, before, after, actor, error, payload)
+    return after
+
+
+def fired_node(
+    session: Session, node: Node, event: str, before: str, *, actor: str, **payload: Any
+) -> None:
+    """Record ``event`` for a transition a conditional UPDATE already wrote (the claim
+    moves ``available`` → ``deploying`` and binds the instance in one statement)."""
+    after = NODE_FSM.next_state(before, event)
+    assert node.provision_state == after, (node.provision_state, after)
+    _record_node(session, node, event, before, after, actor, None, payload)
+
+
+class NodeBound(Conflict):
+    """The node is bound to an instance; it cannot go where only a free node may be."""
+
+    def __init__(self, node: Node, event: str, after: str) -> None:
+        super().__init__(
+            f"cannot '{event}' node {node.id}: it is bound to instance {node.instance_id} "
+            f"and a bound node cannot be '{after}'; delete the instance first",
+            state=node.provision_state,
+            instance_uuid=node.instance_id,
+        )
+
+
+def _record_node(
+    session: Session,
+    node: Node,
+    event: str,
+    before: str,
+    after: str,
+    actor: str,
+    error: str | None,
+    payload: dict[str, Any],
+) -> None:
     events.record(
         session,
         "node.provision_state",
@@ -50,7 +90,6 @@ def fire_node(
         error=error,
         **payload,
     )
-    return after
 
 
 def fire_instance(

@@ -96,6 +96,13 @@ NODE_STABLE = frozenset(
     {ENROLL, MANAGEABLE, AVAILABLE, ACTIVE, DEPLOY_FAILED, CLEAN_FAILED, INSPECT_FAILED}
 )
 
+# The only states in which a node may be bound to an instance (``instance_id`` set):
+# enforced by ``lifecycle.fire_node`` and by the database (CHECK ck_nodes_bound_state).
+NODE_BOUND = frozenset({DEPLOYING, DEPLOY_WAIT, DEPLOY_FAILED, ACTIVE, DELETING, CLEAN_FAILED})
+NODE_BOUND_SQL = "instance_id IS NULL OR provision_state IN ({})".format(
+    ", ".join(f"'{state}'" for state in sorted(NODE_BOUND))
+)
+
 POWER_ON = "power on"
 POWER_OFF = "power off"
 REBOOT = "rebooting"

@@ -258,7 +258,7 @@ def provision(ctx: Context, s: Session, node: Node, target: str, actor: Principa
             state=node.provision_state,
         )
     if node.reservation:
-        raise Conflict(f"node is locked by {node.reservation}; try again later")
+        raise Conflict(_locked(node))
     try:
         lifecycle.fire_node(s, node, target, actor=actor.actor)
     except InvalidTransition as exc:
@@ -279,6 +279,13 @@ def provision(ctx: Context, s: Session, node: Node, target: str, actor: Principa
     return node
 
 
+def _locked(node: Node) -> str:
+    return (
+        f"node is locked by {node.reservation}; try again later (if that worker died, the "
+        f"reconciler frees it, or an admin can: DELETE /v1/nodes/{node.id}/lock)"
+    )
+
+
 def _mark_instance_deleting(s: Session, node: Node, actor: Principal) -> None:
     inst = s.get(Instance, node.instance_id)
     if inst is not None and inst.status != "DELETING":
@@ -291,7 +298,7 @@ def power(ctx: Context, s: Session, node: Node, target: str, actor: Principal) -
             f"unknown power target '{target}'; allowed: {', '.join(POWER_TARGETS)}", field="target"
         )
     if node.reservation:
-        raise Conflict(f"node is locked by {node.reservation}; try again later")
+        raise Conflict(_locked(node))
     events.record(
         s,
         "node.power_requested",

@@ -12,7 +12,7 @@ from tests.helpers import make_available, seed_world
 from workers.jobs.reconcile import reconcile
 
 
-def test_dead_lock_holder_fails_the_deploy_and_releases_the_lock(ctx, jobs):
+def test_dead_lock_holder_releases_the_lock_and_cleaning_resumes(ctx, jobs):
     w = seed_world(ctx)
     (node_id,) = make_available(ctx, 1, jobs)
     with ctx.session() as s:
@@ -22,12 +22,14 @@ def test_dead_lock_holder_fails_the_deploy_and_releases_the_lock(ctx, jobs):
         lifecycle.fire_node(s, node, "manage")  # available → manageable, a stand-in for work
         lifecycle.fire_node(s, node, "provide")  # manageable → cleaning (transient)
     counts = reconcile()
-    assert counts["locks_released"] == 1 and counts["nodes_failed"] == 1
+    assert counts["locks_released"] == 1 and counts["nodes_resumed"] == 1
     with ctx.session() as s:
         node = s.get_one(Node, node_id)
         assert node.reservation is None
-        assert node.provision_state == "clean failed"
-        assert "bms-host-that-died-123" in (node.last_error or "")
+        assert node.provision_state == "cleaning"
+    jobs()
+    with ctx.session() as s:
+        assert s.get_one(Node, node_id).provision_state == "available"
     assert w.flavor
 
 

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from netboot import artefacts
 from portal.core import agent_sessions, lifecycle, locks
 from portal.core.models import Node
-from portal.core.states import POWER_OFF
+from portal.core.states import NODE_FSM, POWER_OFF
 from workers.context import WorkerContext
 from workers.drivers.base import get_driver
 from workers.runner import forget_plan, node_task, record_power
@@ -82,11 +82,30 @@ def lock_node_in(session: Session, node_id: str, holder: str) -> Node | None:
     return node
 
 
+def _still_ours(node: Node, holder: str, error: str) -> bool:
+    """False if the node moved on without us (the reconciler or an admin took over after
+    this worker was thought dead): it is not ours to fail any more."""
+    allowed = NODE_FSM.allowed(node.provision_state, include_internal=True)
+    if node.reservation in (None, holder) and "fail" in allowed:
+        return True
+    log.warning(
+        "node %s not failed (%s, locked by %s): %s",
+        node.id,
+        node.provision_state,
+        node.reservation,
+        error,
+    )
+    return False
+
+
 def fail_node(ctx: WorkerContext, node_id: str, error: str, actor: str, power_off: bool) -> None:
     """Move a node to its failure state with ``last_error``, powering it off if asked.
 
     Never raises: a failure while handling a failure must not leave the node in limbo.
     """
+    with ctx.db.session() as s:
+        if not _still_ours(s.get_one(Node, node_id), actor, error):
+            return
     if power_off:
         try:
             with ctx.db.session() as s:
@@ -102,6 +121,8 @@ def fail_node(ctx: WorkerContext, node_id: str, error: str, actor: str, power_of
             error = f"{error}; power off also failed: {exc}"
     with ctx.db.session() as s:
         node = s.get_one(Node, node_id)
+        if not _still_ours(node, actor, error):
+            return
         forget_plan(node)
         # The operation is over: its boot script goes, its agent token dies.
         info = dict(node.driver_internal_info or {})

@@ -12,9 +12,11 @@ from portal.core import events, ipam, lifecycle, locks
 from portal.core.models import Instance, Network, Node
 from portal.core.states import (
     ACTIVE,
+    AVAILABLE,
     BUILD,
     CLEAN_FAILED,
     DELETED,
+    DELETING,
     DEPLOY_FAILED,
     DEPLOY_WAIT,
     DEPLOYING,
@@ -159,7 +161,7 @@ def _claimed(
         if inst.status != BUILD:  # deleted while we were choosing
             s.rollback()
             return None
-        lifecycle.fire_node(s, node, "deploy", actor=holder, instance_id=instance_id)
+        lifecycle.fired_node(s, node, "deploy", AVAILABLE, actor=holder, instance_id=instance_id)
         inst.node_id = node.id
         _allocate_addresses(s, inst)
         lifecycle.set_instance_task(s, inst, "scheduled", 5)
@@ -245,13 +247,18 @@ def release_failed_deploy(node_id: str, instance_id: str) -> str:
     ctx, holder = current(), holder_name()
     with ctx.db.session() as s:
         node = lock_node_in(s, node_id, holder)
-        if node is None or node.provision_state != DEPLOY_FAILED or node.instance_id != instance_id:
+        if (
+            node is None
+            or node.provision_state not in (DEPLOY_FAILED, DELETING)
+            or node.instance_id != instance_id
+        ):
             s.rollback()  # deleted, released, or retried by an admin since: nothing to do
             return "skipped"
         inst = s.get_one(Instance, instance_id)
-        why = node.last_error
-        lifecycle.fire_node(s, node, "undeploy", actor=holder, instance_id=instance_id)
-        node.last_error = why  # not an admin's new action: the failure stays on record
+        if node.provision_state == DEPLOY_FAILED:  # else: resuming an interrupted release
+            why = node.last_error
+            lifecycle.fire_node(s, node, "undeploy", actor=holder, instance_id=instance_id)
+            node.last_error = why  # not an admin's new action: the failure stays on record
         task = node_task(ctx, s, node)
     with node_lock(ctx, node_id, holder, acquired=True) as hold:
         return _tear_down(ctx, inst.id, node_id, hold, task, release_only=True)

@@ -81,6 +81,10 @@ def clean_locked(node_id: str, hold: LockHold, task: NodeTask | None = None) -> 
         # "available" is written in the same transaction that ends the cleaning: the node
         # is schedulable the moment this commits, with no periodic sync in between.
         lifecycle.fire_node(s, node, "wait" if result == "wait" else "done", actor=holder)
+        if result != "wait" and "clean_resumes" in (node.driver_internal_info or {}):
+            info = dict(node.driver_internal_info or {})
+            info.pop("clean_resumes")  # cleaned: a later crash starts counting again
+            node.driver_internal_info = info
         hold.release_in(s, node)
 
     try:

@@ -1,15 +1,18 @@
 """The reconciler: finds work that nobody will finish and moves it on.
 
-- a node locked by a worker that no longer exists: the lock is released, and a node
-  left in a transient state is failed (deploying → deploy failed, cleaning → clean
-  failed, verifying → enroll) with a ``last_error`` saying why;
-- a transient node with no lock and no job that will pick it up: failed the same way;
-- a node waiting for its deploy agent with no heartbeat for ``BMS_CALLBACK_TIMEOUT``:
-  failed and powered off;
-- a deploy failed in any of these ways gives its node back (``release_failed_deploy``:
-  tear-down and cleaning), unless ``BMS_RELEASE_FAILED_DEPLOYS`` is off;
-- an instance in BUILD or DELETING whose job vanished: its job is enqueued again
-  (jobs are idempotent).
+A worker is alive while its lease is (``workers.lease``: a short-TTL Redis key that a
+thread of the worker process renews), never longer. Each run:
+
+- fails the jobs that RQ still shows as started by a worker with no live lease (they
+  are moved to the failed registry, never retried by RQ: what follows re-enqueues
+  what must go on, and every job re-checks the node's state before acting);
+- releases the lock of every node whose holder has no live lease, and moves the node
+  on (``workers.jobs.recover``: a deploy fails and its node is released, a delete or a
+  cleaning is resumed, an inspection or a verification fails);
+- does the same for a transient node with no lock and no live job for
+  ``BMS_LOCK_STALE_AFTER``;
+- fails nodes waiting for an agent with no sign of it for ``BMS_CALLBACK_TIMEOUT``;
+- enqueues the job again for a BUILD or DELETING instance whose job is gone.
 Safe to run in several processes at once: every change is a conditional update.
 """
 
@@ -19,51 +22,93 @@ import logging
 from datetime import timedelta
 
 from rq.job import Job, JobStatus
-from rq.worker import Worker
+from rq.job_lifecycle import record_job_failure
+from rq.registry import StartedJobRegistry
+from rq.utils import as_text, parse_composite_key
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from portal.core import agent_sessions, lifecycle, locks
+from portal.core import locks
 from portal.core.db import utcnow
 from portal.core.models import AgentSession, Instance, Node
 from portal.core.states import BUILD, INSTANCE_DELETING, NODE_TRANSIENT, NODE_WAITING, POWER_OFF
+from workers import lease
 from workers import queue as jobqueue
 from workers.context import WorkerContext, current
 from workers.jobs.instances import release_later
-from workers.steps import forget_netboot
+from workers.jobs.recover import fail, recover
 
 log = logging.getLogger(__name__)
 ACTOR = "reconciler"
-LIVE_JOB = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
+WAITING_JOB = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
 
 
 def _job_alive(ctx: WorkerContext, job_id: str | None) -> bool:
+    """Queued or waiting to be, or started by a worker whose lease is live."""
     if not job_id:
         return False
     try:
-        return Job.fetch(job_id, connection=ctx.redis).get_status() in LIVE_JOB
+        job = Job.fetch(job_id, connection=ctx.redis)
+        status = job.get_status()
     except Exception:
         return False
+    if status in WAITING_JOB:
+        return True
+    return status == JobStatus.STARTED and bool(lease.live(ctx.redis, [job.worker_name or ""]))
+
+
+def fail_dead_jobs(ctx: WorkerContext) -> int:
+    """Move the started jobs of workers with no live lease to the failed registry."""
+    registry = StartedJobRegistry(queue=ctx.queue)
+    entries = [as_text(e) for e in ctx.redis.zrange(registry.key, 0, -1)]  # type: ignore[arg-type]
+    jobs: list[tuple[str, Job]] = []
+    for entry in entries:
+        job_id, _ = parse_composite_key(entry)
+        try:
+            jobs.append((entry, Job.fetch(job_id, connection=ctx.redis)))
+        except Exception:  # the job's hash expired: only the entry is left
+            ctx.redis.zrem(registry.key, entry)
+    alive = lease.live(ctx.redis, [job.worker_name or "" for _, job in jobs])
+    failed = 0
+    for entry, job in jobs:
+        if job.worker_name in alive or job.get_status(refresh=False) != JobStatus.STARTED:
+            continue
+        with ctx.redis.pipeline() as p:
+            record_job_failure(job, f"worker {job.worker_name} died (no live lease)", p)
+            p.zrem(registry.key, entry)
+            p.execute()
+        failed += 1
+        log.warning("job %s of dead worker %s marked failed", job.id, job.worker_name)
+    return failed
 
 
 def reconcile() -> dict[str, int]:
     ctx = current()
-    live = {w.name for w in Worker.all(connection=ctx.redis)}
-    stale = utcnow() - timedelta(seconds=ctx.settings.lock_stale_after)
-    counts = {"locks_released": 0, "nodes_failed": 0, "jobs_requeued": 0}
+    now = utcnow()
+    stale = now - timedelta(seconds=ctx.settings.lock_stale_after)
+    counts = {
+        "jobs_failed": fail_dead_jobs(ctx),
+        "locks_released": 0,
+        "nodes_failed": 0,
+        "nodes_resumed": 0,
+        "jobs_requeued": 0,
+    }
+
+    def tally(outcome: str) -> None:
+        if outcome in ("failed", "resumed"):
+            counts[f"nodes_{outcome}"] += 1
 
     with ctx.db.session() as s:
-        for node in s.scalars(select(Node).where(Node.reservation.is_not(None))):
+        locked = s.scalars(select(Node).where(Node.reservation.is_not(None))).all()
+        alive = lease.live(ctx.redis, [n.reservation or "" for n in locked])
+        for node in locked:
             holder = node.reservation or ""
-            dead = holder not in live and (node.reserved_at is None or node.reserved_at < stale)
-            if not dead:
+            if holder in alive:
                 continue
             locks.release(s, node.id, holder)
             counts["locks_released"] += 1
-            if node.provision_state in NODE_TRANSIENT:
-                _fail(s, node, f"worker {holder} died during '{node.provision_state}'")
-                release_later(ctx, s, node)
-                counts["nodes_failed"] += 1
+            reason = f"worker {holder} died during '{node.provision_state}'"
+            tally(recover(ctx, s, node, reason, ACTOR))
 
     with ctx.db.session() as s:
         orphans = s.scalars(
@@ -76,12 +121,40 @@ def reconcile() -> dict[str, int]:
         for node in orphans:
             if _job_alive(ctx, node.job_id):
                 continue
-            _fail(s, node, f"no job is working on this node in '{node.provision_state}'")
-            release_later(ctx, s, node)
-            counts["nodes_failed"] += 1
+            reason = f"no job is working on this node in '{node.provision_state}'"
+            tally(recover(ctx, s, node, reason, ACTOR))
 
-    # Waiting for an agent is not a job: it ends with the agent's report or the timeout,
-    # counted from the last sign of life (the wait began, or the agent's last heartbeat).
+    _expire_waits(ctx, counts)
+
+    with ctx.db.session() as s:
+        pending = s.scalars(
+            select(Instance).where(
+                Instance.status.in_((BUILD, INSTANCE_DELETING)),
+                func.coalesce(Instance.updated_at, Instance.created_at) < stale,
+            )
+        ).all()
+        for inst in pending:
+            if _job_alive(ctx, inst.job_id) or _node_busy(ctx, s, inst):
+                continue
+            job = "build_instance" if inst.status == BUILD else "delete_instance"
+            inst.job_id = jobqueue.enqueue(ctx.queue, job, inst.id, retry=jobqueue.LOCK_RETRY)
+            counts["jobs_requeued"] += 1
+    if any(counts.values()):
+        log.info("reconciler: %s", counts)
+    return counts
+
+
+def _node_busy(ctx: WorkerContext, s: Session, inst: Instance) -> bool:
+    """The instance's node has a live job of its own (e.g. a deploy in progress)."""
+    if inst.node_id is None:
+        return False
+    node = s.get(Node, inst.node_id)
+    return node is not None and node.job_id != inst.job_id and _job_alive(ctx, node.job_id)
+
+
+def _expire_waits(ctx: WorkerContext, counts: dict[str, int]) -> None:
+    """Waiting for an agent is not a job: it ends with the agent's report or the timeout,
+    counted from the last sign of life (the wait began, or the agent's last heartbeat)."""
     expired = utcnow() - timedelta(seconds=ctx.settings.callback_timeout)
     with ctx.db.session() as s:
         waiting = s.execute(
@@ -96,45 +169,15 @@ def reconcile() -> dict[str, int]:
         for node, heartbeat in waiting:
             if heartbeat is not None and heartbeat >= expired:
                 continue
-            _fail(
+            fail(
                 s,
                 node,
                 f"no sign of the deploy agent for {ctx.settings.callback_timeout:g} s "
                 f"in '{node.provision_state}'",
+                ACTOR,
             )
             if not release_later(ctx, s, node):  # else its tear-down powers it off
                 node.job_id = jobqueue.enqueue(
                     ctx.queue, "set_power", node.id, POWER_OFF, ACTOR, retry=jobqueue.LOCK_RETRY
                 )
             counts["nodes_failed"] += 1
-
-    with ctx.db.session() as s:
-        pending = s.scalars(
-            select(Instance).where(
-                Instance.status.in_((BUILD, INSTANCE_DELETING)),
-                func.coalesce(Instance.updated_at, Instance.created_at) < stale,
-            )
-        ).all()
-        for inst in pending:
-            if _job_alive(ctx, inst.job_id):
-                continue
-            job = "build_instance" if inst.status == BUILD else "delete_instance"
-            inst.job_id = jobqueue.enqueue(ctx.queue, job, inst.id, retry=jobqueue.LOCK_RETRY)
-            counts["jobs_requeued"] += 1
-    if any(counts.values()):
-        log.info("reconciler: %s", counts)
-    return counts
-
-
-def _fail(s: Session, node: Node, reason: str) -> None:
-    info = dict(node.driver_internal_info or {})
-    forget_netboot(info)  # the operation is over: its boot script and agent token die
-    node.driver_internal_info = info
-    agent_sessions.end(s, node.id)
-    lifecycle.fire_node(s, node, "fail", actor=ACTOR, error=reason)
-    if node.instance_id:
-        inst = s.get(Instance, node.instance_id)
-        if inst is not None and inst.status == BUILD:
-            lifecycle.fire_instance(
-                s, inst, "error", actor=ACTOR, fault={"code": "worker_lost", "message": reason}
-            )

@@ -298,6 +298,13 @@ class ProvisionBody(Schema):
     )
 
 
+class LockBreakArgs(Schema):
+    force = fields.Boolean(
+        load_default=False,
+        metadata={"description": "break it even though the holder's lease is live"},
+    )
+
+
 class PowerBody(Schema):
     target = fields.String(required=True, validate=validate.OneOf(POWER_TARGETS))
 

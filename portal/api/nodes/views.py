@@ -14,6 +14,7 @@ from portal.api.nodes import importer
 from portal.api.nodes.schemas import (
     ImportResult,
     InventoryOut,
+    LockBreakArgs,
     MaintenanceBody,
     NodeCreate,
     NodeList,
@@ -33,6 +34,7 @@ from portal.api.nodes.schemas import (
 from portal.api.pagination import page
 from portal.core.db import one_of
 from portal.core.models import Node, Port
+from portal.services import node_locks
 from portal.services import nodes as svc
 from portal.services.lookup import get_or_404, node_by_ident
 
@@ -160,6 +162,24 @@ class NodeProvision(MethodView):
         with tx() as s:
             node = node_by_ident(s, ident, for_update=True)
             return svc.provision(ctx(), s, node, body["target"], principal())
+
+
+@blp.route("/nodes/<ident>/lock")
+class NodeLock(MethodView):
+    @admin_only
+    @blp.arguments(LockBreakArgs, location="query")
+    @blp.response(200, NodeOut)
+    @blp.alt_response(409, description="Not locked, or locked by a live worker (no force)")
+    def delete(self, args: dict[str, Any], ident: str) -> Node:
+        """Break the node's lock (its worker died): recorded as ``node.lock_broken``.
+
+        The node then moves on as the reconciler would move it: a deploy fails and the
+        node is released, a delete or a cleaning resumes, an inspection fails. 409 while
+        the holder's lease is live, unless ``force=true``.
+        """
+        with tx() as s:
+            node = node_by_ident(s, ident, for_update=True)
+            return node_locks.break_lock(ctx(), s, node, args["force"], principal())
 
 
 @blp.route("/nodes/<ident>/states/power")

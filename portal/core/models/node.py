@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from portal.core.db import Base, TimestampMixin, new_uuid
+from portal.core.states import NODE_BOUND_SQL
 
 # Matches the scheduler's coarse WHERE clause, so the partial index serves it.
 FREE_NODE_SQL = (
@@ -46,6 +47,9 @@ class Node(TimestampMixin, Base):
             postgresql_where=text(FREE_NODE_SQL),
             sqlite_where=text(FREE_NODE_SQL),
         ),
+        # A node bound to an instance is deploying, active, being deleted or failed in
+        # one of those: never available (or manageable...) while an instance names it.
+        CheckConstraint(NODE_BOUND_SQL, name="bound_state"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
