@@ -11,7 +11,7 @@ from werkzeug.exceptions import HTTPException
 
 from netboot.agent_endpoints import make_blueprint as agent_blueprint
 from netboot.endpoints import make_blueprint as boot_blueprint
-from portal.api import problems
+from portal.api import bodies, problems
 from portal.api.aggregates.views import blp as aggregates_blp
 from portal.api.common import close_session
 from portal.api.events.views import blp as events_blp
@@ -42,7 +42,9 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
     context = context or Context.build(settings)
     context.queue  # noqa: B018  fail at start-up, not on the first enqueue, if Redis is missing
     app = Flask("portal")
-    app.json = OrjsonProvider(app)
+    provider = OrjsonProvider(app)
+    provider.max_depth = settings.max_json_depth
+    app.json = provider
     app.config.update(
         API_TITLE="BMS Portal",
         API_VERSION="v1",
@@ -84,6 +86,7 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
     app.register_blueprint(
         agent_blueprint(context.session, lambda: context.store, _resume_after_agent(context))
     )
+    app.before_request(bodies.check_request_strings)
     app.teardown_request(close_session)
     app.register_error_handler(DomainError, problems.from_domain_error)
     app.register_error_handler(HTTPException, problems.from_http_exception)

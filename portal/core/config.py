@@ -57,6 +57,8 @@ class Settings:
     power_sync_timeout: float = 10.0
     power_sync_max_failures: int = 3
     power_sync_mode: str = "accept"
+    # Request bodies: nesting levels a JSON body may have (at most 512).
+    max_json_depth: int = 32
     debug: bool = False
 
     @classmethod
@@ -97,6 +99,7 @@ class Settings:
             power_sync_timeout=float(e.get("BMS_POWER_SYNC_TIMEOUT", "10")),
             power_sync_max_failures=int(e.get("BMS_POWER_SYNC_MAX_FAILURES", "3")),
             power_sync_mode=e.get("BMS_POWER_SYNC_MODE", "accept"),
+            max_json_depth=int(e.get("BMS_MAX_JSON_DEPTH", "32")),
             debug=_bool(e.get("BMS_DEBUG")),
         )
 

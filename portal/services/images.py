@@ -121,41 +121,48 @@ def upload(ctx: Context, image_id: str, stream: BinaryIO, principal: Principal) 
         head = _read_head(stream, imageformat.HEADER_BYTES)
         fmt = imageformat.check(declared, head)
         stored = ctx.store.put(image_id, _Prefixed(head, stream), expected)
-    except BaseException as exc:
         with ctx.session() as s:
             image = s.get_one(Image, image_id)
-            image.status = "queued"
+            image.size, image.checksum_sha256, image.status = stored.size, stored.sha256, "active"
+            image.virtual_size = fmt.virtual_size or stored.size
             events.record(
                 s,
-                "image.upload_failed",
+                "image.uploaded",
                 "image",
-                image_id,
+                image.id,
                 actor=principal.actor,
                 project_id=image.owner,
-                error=str(exc)[:500],
+                size=stored.size,
+                sha256=stored.sha256,
             )
+    except BaseException as exc:
+        # Whatever went wrong (bad header, checksum, the client gone, a limit, the final
+        # commit), the image goes back to queued for another upload: never stuck in saving.
+        _requeue(ctx, image_id, principal, exc)
         if isinstance(exc, ChecksumMismatch):
             raise Invalid(
                 str(exc), field="sha256", expected=exc.expected, actual=exc.actual
             ) from None
         if isinstance(exc, imageformat.FormatError):
-            raise Invalid(str(exc), field="disk_format", declared=declared) from None
+            raise Invalid(str(exc), field=exc.field, declared=declared) from None
         raise
+    return image
+
+
+def _requeue(ctx: Context, image_id: str, principal: Principal, exc: BaseException) -> None:
+    ctx.store.delete(image_id)
     with ctx.session() as s:
         image = s.get_one(Image, image_id)
-        image.size, image.checksum_sha256, image.status = stored.size, stored.sha256, "active"
-        image.virtual_size = fmt.virtual_size or stored.size
+        image.status = "queued"
         events.record(
             s,
-            "image.uploaded",
+            "image.upload_failed",
             "image",
-            image.id,
+            image_id,
             actor=principal.actor,
             project_id=image.owner,
-            size=stored.size,
-            sha256=stored.sha256,
+            error=str(exc)[:500],
         )
-    return image
 
 
 def _read_head(stream: BinaryIO, n: int) -> bytes:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from portal.api.fields import Int64
 from portal.api.pagination import ListArgs
 from tenants.roles import ROLES
 
@@ -77,6 +78,6 @@ class QuotaOut(Schema):
 
 
 class QuotaUpdate(Schema):
-    instances = fields.Integer(validate=validate.Range(min=-1, max=10**9))
-    vcpus = fields.Integer(validate=validate.Range(min=-1, max=10**9))
-    ram_mb = fields.Integer(validate=validate.Range(min=-1, max=2**50))
+    instances = Int64(min=-1, max=10**9)
+    vcpus = Int64(min=-1, max=10**9)
+    ram_mb = Int64(min=-1, max=2**50)

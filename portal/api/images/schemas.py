@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from portal.api.fields import Int64
 from portal.api.pagination import ListArgs
 from portal.core.imageformat import DISK_FORMATS
 
@@ -19,8 +20,8 @@ class ImageCreate(Schema):
         metadata={"description": "checked against the data's header at upload"},
     )
     container_format = fields.String(load_default="bare", validate=validate.OneOf(["bare"]))
-    min_disk = fields.Integer(load_default=0, validate=validate.Range(min=0, max=2**30))
-    min_ram = fields.Integer(load_default=0, validate=validate.Range(min=0, max=2**40))
+    min_disk = Int64(load_default=0, min=0, max=2**30)
+    min_ram = Int64(load_default=0, min=0, max=2**40)
     visibility = fields.String(load_default="private", validate=validate.OneOf(VISIBILITY))
     protected = fields.Boolean(load_default=False)
     sha256 = fields.String(
@@ -36,7 +37,7 @@ class ImageUpdate(Schema):
     name = fields.String(validate=validate.Length(min=1, max=255))
     visibility = fields.String(validate=validate.OneOf(VISIBILITY))
     protected = fields.Boolean()
-    min_disk = fields.Integer(validate=validate.Range(min=0, max=2**30))
+    min_disk = Int64(min=0, max=2**30)
 
 
 class ImageOut(Schema):

@@ -1,0 +1,31 @@
+"""Field types shared by the API schemas: every integer has a declared range.
+
+The range is a marshmallow ``Range`` validator, so it is enforced with a message stating the
+limits and flask-smorest writes it into the OpenAPI document as ``minimum``/``maximum``.
+An unbounded ``fields.Integer`` would take 2**70 and hand it to the database (a 500).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import fields, validate
+
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+
+
+class Int64(fields.Integer):
+    """An integer that fits a signed 64-bit column, or the narrower range given."""
+
+    def __init__(self, *, min: int = INT64_MIN, max: int = INT64_MAX, **kwargs: Any) -> None:
+        extra = kwargs.pop("validate", None) or []
+        extra = [extra] if callable(extra) else list(extra)
+        super().__init__(validate=[validate.Range(min=min, max=max), *extra], **kwargs)
+
+
+class NonNegative(Int64):
+    """0 or more (a size, a count, a minimum), at most ``max``."""
+
+    def __init__(self, *, min: int = 0, max: int = INT64_MAX, **kwargs: Any) -> None:
+        super().__init__(min=min, max=max, **kwargs)
