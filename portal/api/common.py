@@ -15,6 +15,7 @@ from webargs import core as webargs_core
 from webargs.flaskparser import FlaskParser, is_json_request
 
 from portal.api.bodies import UnsupportedMediaType
+from portal.api.fields import text
 from portal.core.errors import Invalid
 from portal.services.context import Context
 
@@ -59,7 +60,14 @@ def ctx() -> Context:
 
 class PatchOp(Schema):
     op = fields.String(required=True, validate=validate.OneOf(["add", "replace", "remove"]))
-    path = fields.String(required=True, validate=validate.Regexp(r"^/[A-Za-z0-9_:./-]+(/[^/]*)*$"))
+    path = fields.String(
+        required=True,
+        validate=text(
+            "a JSON pointer to a patchable field, e.g. /properties/cpus",
+            max=1024,
+            pattern=r"^/[A-Za-z0-9_:./-]+(/[^/]*)*$",
+        ),
+    )
     value = fields.Raw(allow_none=True)
 
 

@@ -29,3 +29,14 @@ class NonNegative(Int64):
 
     def __init__(self, *, min: int = 0, max: int = INT64_MAX, **kwargs: Any) -> None:
         super().__init__(min=min, max=max, **kwargs)
+
+
+def text(what: str, *, max: int, min: int = 1, pattern: str | None = None) -> list[Any]:
+    """Validators for a bounded string whose messages state the limits: a ``Length``
+    (OpenAPI ``minLength``/``maxLength``) and, given ``pattern``, a ``Regexp`` (``pattern``)
+    described by ``what`` (e.g. "letters, digits and '-'")."""
+    limits = f"{min} to {max} characters" if min else f"at most {max} characters"
+    out: list[Any] = [validate.Length(min=min, max=max, error=f"{what}: {limits}")]
+    if pattern is not None:
+        out.append(validate.Regexp(pattern, error=f"{what} ({limits})"))
+    return out

@@ -14,6 +14,7 @@ from portal.core.errors import Conflict, Forbidden, Invalid, NotFound
 from portal.core.imagestore import ChecksumMismatch
 from portal.core.models import Image, ImageMember, Instance
 from portal.services.context import Context
+from portal.services.lookup import Ambiguous
 from tenants.principal import Principal
 
 
@@ -36,18 +37,27 @@ def _visible(pid: Any, *, admin: bool) -> Select[Image]:
 
 
 @cache
-def _lookup(admin: bool) -> Select[Image]:
-    """``get_visible``'s statement, built once per role (values are bound parameters)."""
-    return _visible(bindparam("project_id"), admin=admin).where(Image.id == bindparam("ident"))
+def _lookup(admin: bool, by_name: bool = False) -> Select[Image]:
+    """``get_visible``'s statements, built once per role (values are bound parameters)."""
+    stmt = _visible(bindparam("project_id"), admin=admin)
+    if by_name:
+        return stmt.where(Image.name == bindparam("ident")).order_by(Image.id).limit(10)
+    return stmt.where(Image.id == bindparam("ident"))
 
 
 def get_visible(s: Session, ident: str, principal: Principal) -> Image:
-    image = s.scalars(
-        _lookup(principal.is_admin), {"ident": ident, "project_id": principal.project_id}
-    ).first()
-    if image is None:
-        raise NotFound(f"image '{ident}' not found")
-    return image
+    """An image the caller can see, by id or (as flavors) by name; a name shared by
+    several visible images is :class:`Ambiguous` (409, listing their ids)."""
+    params = {"ident": ident, "project_id": principal.project_id}
+    image = s.scalars(_lookup(principal.is_admin), params).first()
+    if image is not None:
+        return image
+    named = list(s.scalars(_lookup(principal.is_admin, by_name=True), params))
+    if len(named) == 1:
+        return named[0]
+    if named:
+        raise Ambiguous("image", ident, [i.id for i in named])
+    raise NotFound(f"image '{ident}' not found")
 
 
 def _check_owner(image: Image, principal: Principal) -> None:
@@ -81,6 +91,13 @@ def update(s: Session, image: Image, changes: dict[str, Any], principal: Princip
     _check_owner(image, principal)
     if changes.get("visibility") == "public" and not principal.is_admin:
         raise Forbidden("only admins may publish public images", field="visibility")
+    if "expected_sha256" in changes and image.status != "queued":
+        raise Conflict(
+            f"image is '{image.status}': the sha256 can only be changed while the image is "
+            "queued (before its data is uploaded)",
+            state=image.status,
+            errors=[{"field": "sha256", "message": "the image's data is already uploaded"}],
+        )
     for k, v in changes.items():
         setattr(image, k, v)
     events.record(
@@ -104,6 +121,7 @@ def upload(ctx: Context, image_id: str, stream: BinaryIO, principal: Principal) 
     """
     with ctx.session() as s:
         image = get_visible(s, image_id, principal)
+        image_id = image.id  # the caller may have named it
         _check_owner(image, principal)
         claimed = s.execute(
             sql_update(Image)

@@ -272,3 +272,121 @@ def test_any_failed_upload_puts_the_image_back_to_queued(ctx, world) -> None:
         with ctx.session() as s:
             assert s.get_one(Image, iid).status == "queued"
     assert hashlib.sha256(b"data").hexdigest() != "0" * 64
+
+
+# -- item 5: one rule per case -------------------------------------------------------------
+
+
+def test_a_body_referencing_something_unknown_is_422_naming_the_field(ctx, client, world) -> None:
+    base = {"name": "vm", "flavor": "bm.small", "image": world.image}
+    for over, field in (
+        ({"flavor": "no-such-flavor"}, "flavor"),
+        ({"image": "no-such-image"}, "image"),
+        ({"networks": ["no-such-net"]}, "networks"),
+        ({"key_names": ["no-such-key"]}, "key_names"),
+        ({"server_group": "no-such-group"}, "server_group"),
+    ):
+        problem = assert_problem(
+            client.post("/v1/instances", json={**base, **over}, headers=world.alice), 422
+        )
+        assert fields_of(problem) == {field}, (over, problem)
+    # Another tenant's private image is "unknown" too, with the same answer.
+    private = client.post("/v1/images", json={"name": "mine"}, headers=world.bob).json["id"]
+    problem = assert_problem(
+        client.post("/v1/instances", json={**base, "image": private}, headers=world.alice), 422
+    )
+    assert fields_of(problem) == {"image"}
+    # Node references in bodies: a port's node, an aggregate's nodes.
+    r = client.post(
+        "/v1/ports", json={"node": "ghost", "address": "52:54:00:00:00:99"}, headers=world.admin
+    )
+    assert fields_of(assert_problem(r, 422)) == {"node"}
+    r = client.post("/v1/aggregates", json={"name": "a", "nodes": ["ghost"]}, headers=world.admin)
+    assert fields_of(assert_problem(r, 422)) == {"nodes"}
+    # A resource in the URL that does not exist stays a 404.
+    assert_problem(client.get("/v1/flavors/no-such-flavor", headers=world.alice), 404)
+    assert_problem(client.get("/v1/images/no-such-image", headers=world.alice), 404)
+
+
+def test_images_can_be_referenced_by_name_like_flavors(ctx, client, world, jobs) -> None:
+    r = client.post(
+        "/v1/instances",
+        json={"name": "vm", "flavor": "bm.small", "image": "img"},
+        headers=world.alice,
+    )
+    assert r.status_code == 202, r.json
+    assert r.json["image_id"] == world.image
+    assert client.get("/v1/images/img", headers=world.alice).json["id"] == world.image
+    # Two images with one name: a 409 listing the ids to choose from.
+    a = client.post("/v1/images", json={"name": "twin"}, headers=world.alice).json["id"]
+    b = client.post("/v1/images", json={"name": "twin"}, headers=world.alice).json["id"]
+    problem = assert_problem(client.get("/v1/images/twin", headers=world.alice), 409)
+    assert sorted(problem["matches"]) == sorted([a, b])
+    problem = assert_problem(
+        client.post(
+            "/v1/instances",
+            json={"name": "vm2", "flavor": "bm.small", "image": "twin"},
+            headers=world.alice,
+        ),
+        409,
+    )
+    assert fields_of(problem) == {"image"} and sorted(problem["matches"]) == sorted([a, b])
+    # bob cannot see alice's private images by name either.
+    assert_problem(client.get("/v1/images/twin", headers=world.bob), 404)
+
+
+def test_image_upload_by_name_stores_under_the_id(ctx, client, world) -> None:
+    iid = client.post("/v1/images", json={"name": "byname"}, headers=world.alice).json["id"]
+    r = client.put(
+        "/v1/images/byname/file",
+        data=b"raw bytes",
+        content_type="application/octet-stream",
+        headers=world.alice,
+    )
+    assert r.status_code == 200 and r.json["id"] == iid and r.json["status"] == "active"
+    assert ctx.store.path(iid) is not None
+
+
+def test_wrong_upload_media_type_is_415(client, world) -> None:
+    iid = client.post("/v1/images", json={"name": "x"}, headers=world.alice).json["id"]
+    r = client.put(f"/v1/images/{iid}/file", json={"a": 1}, headers=world.alice)
+    problem = assert_problem(r, 415)
+    assert problem["expected"] == "application/octet-stream"
+    r = client.post("/v1/nodes/import", data=b"x", content_type="text/plain", headers=world.admin)
+    assert_problem(r, 415)
+
+
+def test_length_and_pattern_messages_state_the_limit(client, world) -> None:
+    problem = assert_problem(
+        client.post(
+            "/v1/instances",
+            json={"name": "a" * 64, "flavor": "bm.small", "image": "img"},
+            headers=world.alice,
+        ),
+        422,
+    )
+    assert "63" in problem["errors"][0]["message"]
+
+
+def test_declared_sha256_is_echoed_and_can_be_corrected_while_queued(client, world) -> None:
+    data = b"image bytes"
+    wrong, right = "ab" * 32, hashlib.sha256(data).hexdigest()
+    r = client.post("/v1/images", json={"name": "s", "sha256": wrong}, headers=world.alice)
+    assert r.status_code == 201 and r.json["sha256"] == wrong
+    iid = r.json["id"]
+    up = {"data": data, "content_type": "application/octet-stream", "headers": world.alice}
+    problem = assert_problem(client.put(f"/v1/images/{iid}/file", **up), 422)
+    assert fields_of(problem) == {"sha256"}
+    r = client.patch(f"/v1/images/{iid}", json={"sha256": right}, headers=world.alice)
+    assert r.status_code == 200 and r.json["sha256"] == right and r.json["status"] == "queued"
+    r = client.put(f"/v1/images/{iid}/file", **up)
+    assert r.status_code == 200 and r.json["status"] == "active" and r.json["sha256"] == right
+    # Once active the checksum is a fact, not a declaration.
+    problem = assert_problem(
+        client.patch(f"/v1/images/{iid}", json={"sha256": wrong}, headers=world.alice), 409
+    )
+    assert fields_of(problem) == {"sha256"}
+    problem = assert_problem(
+        client.patch(f"/v1/images/{iid}", json={"sha256": "nope"}, headers=world.alice), 422
+    )
+    assert "64" in problem["errors"][0]["message"]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from portal.api.fields import Int64, NonNegative
+from portal.api.fields import Int64, NonNegative, text
 from portal.api.pagination import ListArgs
+
+RESOURCE_CLASS = text("letters, digits, '_', '.' and '-'", max=80, pattern=r"^[A-Za-z0-9_.-]*$")
 
 
 class FlavorCreate(Schema):
@@ -17,9 +19,7 @@ class FlavorCreate(Schema):
     cpu_arch = fields.String(
         allow_none=True, validate=validate.OneOf(["x86_64", "aarch64", "ppc64le", "s390x"])
     )
-    resource_class = fields.String(
-        load_default="baremetal", validate=validate.Regexp(r"^[A-Za-z0-9_.-]{1,80}$")
-    )
+    resource_class = fields.String(load_default="baremetal", validate=RESOURCE_CLASS)
     extra_specs = fields.Dict(
         keys=fields.String(),
         values=fields.String(),

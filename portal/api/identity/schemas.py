@@ -2,11 +2,15 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from portal.api.fields import Int64
+from portal.api.fields import Int64, text
 from portal.api.pagination import ListArgs
 from tenants.roles import ROLES
 
-NAME = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,254}$")
+NAME = text(
+    "letters, digits, '_', '.', '@' and '-', starting with a letter or digit",
+    max=255,
+    pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$",
+)
 
 
 class ProjectCreate(Schema):

@@ -9,7 +9,7 @@ from portal.api.pagination import ListArgs
 from portal.core.imageformat import DISK_FORMATS
 
 VISIBILITY = ("public", "private", "shared", "community")
-SHA256 = validate.Regexp(r"^[0-9a-fA-F]{64}$", error="a sha256 is 64 hex digits")
+SHA256 = validate.Regexp(r"^[0-9a-fA-F]{64}$", error="a sha256 is exactly 64 hex digits")
 
 
 class ImageCreate(Schema):
@@ -30,11 +30,20 @@ class ImageCreate(Schema):
         validate=SHA256,
         metadata={"description": "checked when the data is uploaded"},
     )
-    owner = fields.String(metadata={"description": "admins only: the owning project"})
+    owner = fields.String(
+        validate=validate.Length(max=36, error="a project id: at most {max} characters"),
+        metadata={"description": "admins only: the owning project"},
+    )
 
 
 class ImageUpdate(Schema):
     name = fields.String(validate=validate.Length(min=1, max=255))
+    sha256 = fields.String(
+        attribute="expected_sha256",
+        allow_none=True,
+        validate=SHA256,
+        metadata={"description": "correct the declared sha256; only while the image is queued"},
+    )
     visibility = fields.String(validate=validate.OneOf(VISIBILITY))
     protected = fields.Boolean()
     min_disk = Int64(min=0, max=2**30)
@@ -54,7 +63,14 @@ class ImageOut(Schema):
     virtual_size = fields.Integer(
         allow_none=True, metadata={"description": "bytes of the disk the image describes"}
     )
-    sha256 = fields.String(attribute="checksum_sha256", allow_none=True)
+    sha256 = fields.Function(
+        lambda i: i.checksum_sha256 or i.expected_sha256,
+        allow_none=True,
+        metadata={
+            "type": "string",
+            "description": "the data's sha256 once uploaded; before, the declared one (if any)",
+        },
+    )
     protected = fields.Boolean()
     file = fields.Function(lambda i: f"/v1/images/{i.id}/file")
     created_at = fields.DateTime()

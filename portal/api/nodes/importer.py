@@ -14,10 +14,12 @@ import csv
 import io
 from typing import Any
 
-from flask import current_app
+from flask import current_app, has_app_context
 from marshmallow import ValidationError
 from sqlalchemy.orm import Session
 
+from portal.api.bodies import DEFAULT_MAX_DEPTH, BadInput, UnsupportedMediaType
+from portal.api.bodies import load as load_json
 from portal.api.nodes.schemas import NodeCreate
 from portal.api.problems import _flatten
 from portal.core.errors import DomainError, Invalid
@@ -30,10 +32,14 @@ def parse(content: bytes, content_type: str) -> list[dict[str, Any]]:
     try:
         text = content.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise Invalid(f"not UTF-8 text: {exc}", field="body") from None
+        raise BadInput(f"not UTF-8 text: {exc}", "body", status=400) from None
     if "csv" in content_type:
         return [_csv_row(r) for r in csv.DictReader(io.StringIO(text))]
-    doc = current_app.json.loads(text)  # bounded depth, no NUL or surrogates (api/bodies.py)
+    mime = content_type.partition(";")[0].strip().lower()
+    if mime != "application/json" and not mime.endswith("+json"):
+        raise UnsupportedMediaType(mime, "application/json or text/csv")
+    depth = getattr(current_app.json, "max_depth", None) if has_app_context() else None
+    doc = load_json(text, depth or DEFAULT_MAX_DEPTH)  # bounded depth, no NUL, no surrogates
     rows = doc.get("nodes") if isinstance(doc, dict) else doc
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise Invalid('expected a list of node objects, or {"nodes": [...]}', field="body")
