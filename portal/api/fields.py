@@ -13,6 +13,9 @@ from marshmallow import fields, validate
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
+INT32_MAX = 2**31 - 1  # a 4-byte INTEGER column (PostgreSQL refuses more, SQLite does not)
+# RAM in MB (64 TiB): stored in 4-byte columns, and summed there for quota usage.
+MAX_RAM_MB = 2**26
 
 
 class Int64(fields.Integer):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from portal.api.fields import Int64, NonNegative, text
+from portal.api.fields import INT32_MAX, MAX_RAM_MB, Int64, NonNegative, text
 from portal.api.pagination import ListArgs
 
 RESOURCE_CLASS = text("letters, digits, '_', '.' and '-'", max=80, pattern=r"^[A-Za-z0-9_.-]*$")
@@ -14,7 +14,7 @@ class FlavorCreate(Schema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=255))
     description = fields.String(allow_none=True, validate=validate.Length(max=1000))
     vcpus = Int64(required=True, min=1, max=100_000)
-    ram_mb = Int64(required=True, min=1, max=2**40)
+    ram_mb = Int64(required=True, min=1, max=MAX_RAM_MB)
     disk_gb = Int64(required=True, min=0, max=2**30)
     cpu_arch = fields.String(
         allow_none=True, validate=validate.OneOf(["x86_64", "aarch64", "ppc64le", "s390x"])
@@ -58,8 +58,8 @@ class FlavorList(Schema):
 class FlavorListArgs(ListArgs):
     resource_class = fields.String()
     is_public = fields.Boolean()
-    min_vcpus = NonNegative()
-    min_ram_mb = NonNegative()
+    min_vcpus = NonNegative(max=INT32_MAX)
+    min_ram_mb = NonNegative(max=INT32_MAX)
 
 
 class AccessBody(Schema):

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from portal.api.fields import Int64, text
+from portal.api.fields import INT32_MAX, Int64, text
 from portal.api.pagination import ListArgs
 from tenants.roles import ROLES
 
@@ -84,4 +84,4 @@ class QuotaOut(Schema):
 class QuotaUpdate(Schema):
     instances = Int64(min=-1, max=10**9)
     vcpus = Int64(min=-1, max=10**9)
-    ram_mb = Int64(min=-1, max=2**50)
+    ram_mb = Int64(min=-1, max=INT32_MAX)

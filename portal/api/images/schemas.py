@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from portal.api.fields import Int64
+from portal.api.fields import MAX_RAM_MB, Int64
 from portal.api.pagination import ListArgs
 from portal.core.imageformat import DISK_FORMATS
 
@@ -21,7 +21,7 @@ class ImageCreate(Schema):
     )
     container_format = fields.String(load_default="bare", validate=validate.OneOf(["bare"]))
     min_disk = Int64(load_default=0, min=0, max=2**30)
-    min_ram = Int64(load_default=0, min=0, max=2**40)
+    min_ram = Int64(load_default=0, min=0, max=MAX_RAM_MB)
     visibility = fields.String(load_default="private", validate=validate.OneOf(VISIBILITY))
     protected = fields.Boolean(load_default=False)
     sha256 = fields.String(

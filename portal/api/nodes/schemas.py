@@ -8,7 +8,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from portal.api.fields import Int64, text
+from portal.api.fields import MAX_RAM_MB, Int64, text
 from portal.api.pagination import ListArgs
 from portal.core.secrets import redact
 from portal.core.states import NODE_FSM, POWER_TARGETS
@@ -31,7 +31,7 @@ class Properties(Schema):
         unknown = "include"  # operators may record more facts; the known ones are typed
 
     cpus = Int64(min=1, max=100_000)
-    memory_mb = Int64(min=1, max=2**40)
+    memory_mb = Int64(min=1, max=MAX_RAM_MB)
     local_gb = Int64(min=0, max=2**30)
     cpu_arch = fields.String(validate=validate.OneOf(["x86_64", "aarch64", "ppc64le", "s390x"]))
 
