@@ -183,12 +183,28 @@ def _url(path: str, values: dict[str, str]) -> str:
     return path
 
 
-def _with_bad(base: Any, key: str, bad: str) -> bytes:
-    """``base`` as JSON text with ``key`` (of its first element, for a list) set to ``bad``."""
+def _paths(doc: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every place in ``doc`` a value sits (keys of objects, items of lists), at any depth."""
+    items = doc.items() if isinstance(doc, dict) else enumerate(doc)
+    out = []
+    for key, value in items:
+        out.append((*prefix, key))
+        if isinstance(value, (dict, list)):
+            out += _paths(value, (*prefix, key))
+    return out
+
+
+def _with_bad(base: Any, where: tuple[Any, ...], bad: str) -> bytes:
+    """``base`` as JSON text with the value at ``where`` replaced by the JSON text ``bad``."""
     marker = "\u0001BAD\u0001"
     doc = json.loads(json.dumps(base))
-    target = doc[0] if isinstance(doc, list) else doc
-    target[key] = marker
+    target = doc
+    for part in where[:-1]:
+        target = target[part]
+    if isinstance(target, list) and where[-1] >= len(target):
+        target.append(marker)
+    else:
+        target[where[-1]] = marker
     return json.dumps(doc).replace(json.dumps(marker), bad).encode("utf-8", "surrogatepass")
 
 
@@ -235,8 +251,9 @@ def test_one_bad_field_on_every_write_endpoint(client, world) -> None:
     def run(data: Any) -> None:
         method, path, props = data.draw(st.sampled_from(bodies), label="operation")
         base = bases.get((method, path), {})
-        keys = sorted({*props, *(base[0] if isinstance(base, list) else base), "unknown"})
-        key = data.draw(st.sampled_from(keys), label="field")
+        top: tuple[Any, ...] = (0,) if isinstance(base, list) else ()
+        where = sorted({*_paths(base), *((*top, p) for p in props), (*top, "unknown")}, key=repr)
+        key = data.draw(st.sampled_from(where), label="field")
         bad = data.draw(BAD_VALUES, label="value")
         url = _url(path, _path_values(path, w, ids))
         r = client.open(
@@ -271,7 +288,7 @@ def test_bad_query_parameters_everywhere(client, world) -> None:
         value = data.draw(QUERY_VALUES, label="value")
         query = urllib.parse.quote(name) + "=" + urllib.parse.quote(value, errors="surrogatepass")
         url = _url(path, _path_values(path, w, ids)) + "?" + query
-        body = _with_bad({}, "unknown", "1") if method != "get" else None
+        body = _with_bad({}, ("unknown",), "1") if method != "get" else None
         r = client.open(
             url, method=method.upper(), data=body, content_type="text/csv", headers=w.admin
         )
