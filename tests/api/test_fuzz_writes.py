@@ -14,6 +14,7 @@ Runs on SQLite and PostgreSQL (the ``client`` fixture); bounded and derandomized
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import urllib.parse
@@ -29,7 +30,7 @@ from portal.api.problems import CONTENT_TYPE
 from tests.helpers import node_body, seed_world
 
 SETTINGS = settings(
-    max_examples=int(os.environ.get("BMS_FUZZ_EXAMPLES", "60")),
+    max_examples=int(os.environ.get("BMS_FUZZ_EXAMPLES", "500")),
     deadline=None,
     derandomize=True,
     database=None,
@@ -66,6 +67,16 @@ BAD_VALUES = st.one_of(
     st.tuples(st.integers(min_value=33, max_value=3000), st.sampled_from(["array", "object"])).map(
         lambda t: _nested(*t)
     ),
+    # Any JSON at all, of whatever type (strings may hold surrogates and NUL).
+    st.recursive(
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats(allow_nan=False, allow_infinity=False)
+        | st.text(max_size=20),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
+        max_leaves=8,
+    ).map(json.dumps),
 )
 WHOLE_BODIES: list[tuple[str, bytes]] = [
     ("application/json", b""),
@@ -144,6 +155,20 @@ def _bases(w: Any, ids: dict[str, str]) -> dict[tuple[str, str], Any]:
         ("post", "/v1/users"): {"name": "u", "project_id": w.alice_project},
         ("post", "/v1/users/{user_id}/tokens"): {"description": "t"},
     }
+
+
+def _fresh(base: Any, n: int) -> Any:
+    """``base`` with unique names (and MACs): a valid body creates a new resource each time,
+    so the broken value reaches the database instead of stopping at a name conflict."""
+    if isinstance(base, list):
+        return [_fresh(item, n) for item in base]
+    if not isinstance(base, dict):
+        return base
+    if "ports" in base and "driver_info" in base:
+        return {**base, **node_body(n, driver=base["driver"])}
+    if isinstance(base.get("name"), str):
+        return {**base, "name": f"{base['name']}-{n}"}
+    return base
 
 
 def _operations(client: Any, admin: dict[str, str]) -> tuple[list[Any], list[Any], list[Any]]:
@@ -245,12 +270,13 @@ def test_one_bad_field_on_every_write_endpoint(client, world) -> None:
     w, ids = world
     bodies, _, _ = _operations(client, w.admin)
     bases = _bases(w, ids)
+    serial = itertools.count(100)
 
     @SETTINGS
     @given(data=st.data())
     def run(data: Any) -> None:
         method, path, props = data.draw(st.sampled_from(bodies), label="operation")
-        base = bases.get((method, path), {})
+        base = _fresh(bases.get((method, path), {}), next(serial))
         top: tuple[Any, ...] = (0,) if isinstance(base, list) else ()
         where = sorted({*_paths(base), *((*top, p) for p in props), (*top, "unknown")}, key=repr)
         key = data.draw(st.sampled_from(where), label="field")
