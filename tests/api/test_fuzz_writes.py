@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import urllib.parse
 from typing import Any
 
@@ -419,3 +420,49 @@ def test_integers_at_and_past_their_declared_bounds(client, world) -> None:
             if i >= 2:
                 assert r.status_code == 422, (method, path, name, value, r.json)
                 assert ".".join(name) in {e["field"] for e in r.json["errors"]}, r.json
+
+
+def _undocumented_writes(app: Any, documented: set[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Write routes of the URL map the OpenAPI document does not list (the deploy agent's)."""
+    out = []
+    for rule in app.url_map.iter_rules():
+        path = re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule)
+        for method in sorted(m.lower() for m in rule.methods or ()):
+            if method in WRITE_METHODS and (method, path) not in documented:
+                out.append((method, path))
+    return sorted(out)
+
+
+AGENT_KEYS = ["macs", "boot_token", "node_id", "status", "error", "result", "progress", "x"]
+
+
+def test_bad_bodies_on_routes_outside_the_openapi_document(app, client, world) -> None:
+    w, _ = world
+    _, _, every = _operations(client, w.admin)
+    routes = _undocumented_writes(app, set(every))
+    assert ("post", "/v1/agent/lookup") in routes
+    for method, path in routes:
+        for ctype, body in WHOLE_BODIES:
+            r = client.open(_url(path, {}), method=method.upper(), data=body, content_type=ctype)
+            check(r, (method, path, ctype, body[:40]))
+
+    @SETTINGS
+    @given(data=st.data())
+    def run(data: Any) -> None:
+        method, path = data.draw(st.sampled_from(routes), label="route")
+        keys = data.draw(st.lists(st.sampled_from(AGENT_KEYS), min_size=1, max_size=3))
+        values = [data.draw(BAD_VALUES, label=k) for k in keys]
+        text = (
+            "{"
+            + ", ".join(f"{json.dumps(k)}: {v}" for k, v in zip(keys, values, strict=True))
+            + "}"
+        )
+        r = client.open(
+            _url(path, {}),
+            method=method.upper(),
+            data=text.encode("utf-8", "surrogatepass"),
+            content_type="application/json",
+        )
+        check(r, (method, path, text[:120]))
+
+    run()
