@@ -390,3 +390,16 @@ def test_declared_sha256_is_echoed_and_can_be_corrected_while_queued(client, wor
         client.patch(f"/v1/images/{iid}", json={"sha256": "nope"}, headers=world.alice), 422
     )
     assert "64" in problem["errors"][0]["message"]
+
+
+def test_csv_import_with_bad_characters(client, world) -> None:
+    header = "name,driver,driver_info.bmc_address,driver_info.note\n"
+    for body, status, field in (
+        (header + "n1,fake,10.0.0.1,a\x00b\n", 422, "line 2"),
+        (header.encode() + b"n1,fake,10.0.0.1,\xff\n", 400, "body"),
+    ):
+        data = body.encode() if isinstance(body, str) else body
+        r = client.post("/v1/nodes/import", data=data, content_type="text/csv", headers=world.admin)
+        problem = assert_problem(r, status)
+        assert fields_of(problem) == {field}, problem
+    assert client.get("/v1/nodes", headers=world.admin).json["nodes"] == []

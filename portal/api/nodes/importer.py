@@ -18,7 +18,7 @@ from flask import current_app, has_app_context
 from marshmallow import ValidationError
 from sqlalchemy.orm import Session
 
-from portal.api.bodies import DEFAULT_MAX_DEPTH, BadInput, UnsupportedMediaType
+from portal.api.bodies import DEFAULT_MAX_DEPTH, NUL, BadInput, UnsupportedMediaType
 from portal.api.bodies import load as load_json
 from portal.api.nodes.schemas import NodeCreate
 from portal.api.problems import _flatten
@@ -34,6 +34,8 @@ def parse(content: bytes, content_type: str) -> list[dict[str, Any]]:
     except UnicodeDecodeError as exc:
         raise BadInput(f"not UTF-8 text: {exc}", "body", status=400) from None
     if "csv" in content_type:
+        if (nul := text.find("\x00")) >= 0:  # PostgreSQL stores no NUL, in text or jsonb
+            raise BadInput(f"the CSV {NUL}", f"line {text.count(chr(10), 0, nul) + 1}")
         return [_csv_row(r) for r in csv.DictReader(io.StringIO(text))]
     mime = content_type.partition(";")[0].strip().lower()
     if mime != "application/json" and not mime.endswith("+json"):
