@@ -59,6 +59,9 @@ class Settings:
     power_sync_mode: str = "accept"
     # Request bodies: nesting levels a JSON body may have (at most 512).
     max_json_depth: int = 32
+    # Seconds without progress after which an image left in "saving" (its uploader's process
+    # died) may be uploaded again; a live upload shows progress every few seconds.
+    upload_stale_after: float = 120.0
     debug: bool = False
 
     @classmethod
@@ -100,6 +103,7 @@ class Settings:
             power_sync_max_failures=int(e.get("BMS_POWER_SYNC_MAX_FAILURES", "3")),
             power_sync_mode=e.get("BMS_POWER_SYNC_MODE", "accept"),
             max_json_depth=int(e.get("BMS_MAX_JSON_DEPTH", "32")),
+            upload_stale_after=float(e.get("BMS_UPLOAD_STALE_AFTER", "120")),
             debug=_bool(e.get("BMS_DEBUG")),
         )
 

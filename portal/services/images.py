@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from datetime import timedelta
 from functools import cache
 from typing import Any, BinaryIO
 
@@ -10,12 +13,15 @@ from sqlalchemy import update as sql_update
 from sqlalchemy.orm import Session
 
 from portal.core import events, imageformat
+from portal.core.db import utcnow
 from portal.core.errors import Conflict, Forbidden, Invalid, NotFound
 from portal.core.imagestore import ChecksumMismatch
 from portal.core.models import Image, ImageMember, Instance
 from portal.services.context import Context
 from portal.services.lookup import Ambiguous
 from tenants.principal import Principal
+
+PROGRESS_EVERY = 10.0  # seconds between an upload's signs of life
 
 
 def visible(principal: Principal) -> Select[Image]:
@@ -123,22 +129,38 @@ def upload(ctx: Context, image_id: str, stream: BinaryIO, principal: Principal) 
         image = get_visible(s, image_id, principal)
         image_id = image.id  # the caller may have named it
         _check_owner(image, principal)
+        # queued, or saving with no progress for a while: its uploader's process died.
+        stale = utcnow() - timedelta(seconds=ctx.settings.upload_stale_after)
         claimed = s.execute(
             sql_update(Image)
-            .where(Image.id == image.id, Image.status == "queued")
-            .values(status="saving")
+            .where(
+                Image.id == image.id,
+                (Image.status == "queued")
+                | (
+                    (Image.status == "saving")
+                    & (Image.updated_at.is_(None) | (Image.updated_at < stale))
+                ),
+            )
+            .values(status="saving", updated_at=utcnow())
             .execution_options(synchronize_session=False)
         ).rowcount  # type: ignore[attr-defined]
         if claimed != 1:
             raise Conflict(
-                f"image is '{image.status}': data can be uploaded once, to a queued image",
+                f"image is '{image.status}': data can be uploaded once, to a queued image"
+                + (
+                    f" (an upload that shows no progress for {ctx.settings.upload_stale_after:g}"
+                    " s can be retried)"
+                    if image.status == "saving"
+                    else ""
+                ),
                 state=image.status,
             )
         expected, declared = image.expected_sha256, image.disk_format
     try:
         head = _read_head(stream, imageformat.HEADER_BYTES)
         fmt = imageformat.check(declared, head)
-        stored = ctx.store.put(image_id, _Prefixed(head, stream), expected)
+        body = _Prefixed(head, stream, lambda: _progress(ctx, image_id))
+        stored = ctx.store.put(image_id, body, expected)
         with ctx.session() as s:
             image = s.get_one(Image, image_id)
             image.size, image.checksum_sha256, image.status = stored.size, stored.sha256, "active"
@@ -167,6 +189,17 @@ def upload(ctx: Context, image_id: str, stream: BinaryIO, principal: Principal) 
     return image
 
 
+def _progress(ctx: Context, image_id: str) -> None:
+    """A live upload's sign of life: bump ``updated_at`` (see ``upload_stale_after``)."""
+    with ctx.session() as s:
+        s.execute(
+            sql_update(Image)
+            .where(Image.id == image_id, Image.status == "saving")
+            .values(updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+
+
 def _requeue(ctx: Context, image_id: str, principal: Principal, exc: BaseException) -> None:
     ctx.store.delete(image_id)
     with ctx.session() as s:
@@ -192,12 +225,19 @@ def _read_head(stream: BinaryIO, n: int) -> bytes:
 
 
 class _Prefixed:
-    """``head`` then the rest of ``stream``: the store sees the upload from its first byte."""
+    """``head`` then the rest of ``stream``: the store sees the upload from its first byte.
+    ``progress`` is called at most every ``PROGRESS_EVERY`` seconds while bytes flow."""
 
-    def __init__(self, head: bytes, stream: BinaryIO) -> None:
-        self._head, self._stream = head, stream
+    def __init__(
+        self, head: bytes, stream: BinaryIO, progress: Callable[[], None] | None = None
+    ) -> None:
+        self._head, self._stream, self._progress = head, stream, progress
+        self._last = time.monotonic()
 
     def read(self, n: int = -1) -> bytes:
+        if self._progress is not None and time.monotonic() - self._last >= PROGRESS_EVERY:
+            self._progress()
+            self._last = time.monotonic()
         if not self._head:
             return self._stream.read(n)
         cut = len(self._head) if n < 0 else n

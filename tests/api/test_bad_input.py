@@ -403,3 +403,46 @@ def test_csv_import_with_bad_characters(client, world) -> None:
         problem = assert_problem(r, status)
         assert fields_of(problem) == {field}, problem
     assert client.get("/v1/nodes", headers=world.admin).json["nodes"] == []
+
+
+def test_an_upload_whose_process_died_can_be_retried_once_stale(ctx, world) -> None:
+    """A process killed mid-upload leaves ``saving`` behind; a live upload keeps touching
+    ``updated_at``, so an image in ``saving`` with no progress for BMS_UPLOAD_STALE_AFTER
+    seconds is taken over by the next upload."""
+    from datetime import timedelta
+
+    from portal.core.db import utcnow
+    from portal.core.errors import Conflict
+    from portal.core.models import Image
+
+    with ctx.session() as s:
+        iid = images.create(s, {"name": "killed"}, identity.SYSTEM).id
+    with ctx.session() as s:
+        image = s.get_one(Image, iid)
+        image.status = "saving"  # what a killed upload leaves
+    with pytest.raises(Conflict, match="saving"):  # as long as it may still be alive
+        images.upload(ctx, iid, io.BytesIO(b"data"), identity.SYSTEM)
+    with ctx.session() as s:
+        s.get_one(Image, iid).updated_at = utcnow() - timedelta(
+            seconds=ctx.settings.upload_stale_after + 1
+        )
+    assert images.upload(ctx, iid, io.BytesIO(b"data"), identity.SYSTEM).status == "active"
+
+
+def test_a_live_upload_shows_progress(ctx, world, monkeypatch) -> None:
+    from portal.core.models import Image
+
+    monkeypatch.setattr(images, "PROGRESS_EVERY", 0.0)
+    with ctx.session() as s:
+        iid = images.create(s, {"name": "slow"}, identity.SYSTEM).id
+    seen = []
+
+    class Watched(io.BytesIO):
+        def read(self, n: int | None = -1) -> bytes:
+            with ctx.session() as s:
+                seen.append(s.get_one(Image, iid).updated_at)
+            return super().read(min(n or 1, 1024) if n and n > 0 else 1024)
+
+    images.upload(ctx, iid, Watched(b"x" * 10_000), identity.SYSTEM)
+    stamps = [t for t in seen if t is not None]
+    assert len(set(stamps)) >= 3, seen  # updated_at moved while the bytes flowed
