@@ -446,3 +446,20 @@ def test_a_live_upload_shows_progress(ctx, world, monkeypatch) -> None:
     images.upload(ctx, iid, Watched(b"x" * 10_000), identity.SYSTEM)
     stamps = [t for t in seen if t is not None]
     assert len(set(stamps)) >= 3, seen  # updated_at moved while the bytes flowed
+
+
+def test_bms_max_json_depth_sets_the_limit(ctx, world, monkeypatch) -> None:
+    from portal.app import create_app
+    from portal.core.config import Settings
+
+    monkeypatch.setenv("BMS_MAX_JSON_DEPTH", "4")
+    settings = Settings.from_env()
+    assert settings.max_json_depth == 4
+    client = create_app(settings=settings, context=ctx).test_client()
+    ok = '{"name": "g", "policy": "affinity", "scope": ' + nested(3) + "}"
+    problem = assert_problem(raw(client, "post", "/v1/server-groups", ok, world.alice), 422)
+    assert "nested" not in problem["detail"]
+    deep = '{"name": "g", "policy": "affinity", "scope": ' + nested(4) + "}"
+    problem = assert_problem(raw(client, "post", "/v1/server-groups", deep, world.alice), 422)
+    assert problem["errors"][0]["field"] == "scope.0.0.0"
+    assert "deeper than 4 levels" in problem["detail"]
