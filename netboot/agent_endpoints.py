@@ -51,7 +51,7 @@ def answer(doc: dict[str, Any], status: int = 200) -> Response:
 def _body() -> dict[str, Any]:
     data = request.get_json(silent=True)
     if not isinstance(data, dict):
-        raise Invalid("the body must be a JSON object")
+        raise Invalid("the body must be a JSON object", field="body")
     return data
 
 

@@ -11,7 +11,7 @@ from werkzeug.exceptions import HTTPException
 
 from netboot.agent_endpoints import make_blueprint as agent_blueprint
 from netboot.endpoints import make_blueprint as boot_blueprint
-from portal.api import docs, limits, problems
+from portal.api import bodies, docs, limits, problems
 from portal.api.aggregates.views import blp as aggregates_blp
 from portal.api.auth import count_auth_failures, refuse_throttled_clients
 from portal.api.common import close_session
@@ -44,7 +44,9 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
     context = context or Context.build(settings)
     context.queue  # noqa: B018  fail at start-up, not on the first enqueue, if Redis is missing
     app = Flask("portal")
-    app.json = OrjsonProvider(app)
+    provider = OrjsonProvider(app)
+    provider.max_depth = settings.max_json_depth
+    app.json = provider
     app.config.update(
         API_TITLE="BMS Portal",
         API_VERSION="v1",
@@ -97,6 +99,7 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
         agent_blueprint(context.session, lambda: context.store, _resume_after_agent(context))
     )
     app.register_blueprint(docs.make_blueprint())
+    app.before_request(bodies.check_request_strings)
     app.teardown_request(close_session)
     limits.install(app, settings)
     app.register_error_handler(DomainError, problems.from_domain_error)

@@ -11,8 +11,11 @@ import jsonpatch
 from flask import current_app, g, request
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 from sqlalchemy.orm import Session
-from webargs.flaskparser import FlaskParser
+from webargs import core as webargs_core
+from webargs.flaskparser import FlaskParser, is_json_request
 
+from portal.api.bodies import UnsupportedMediaType
+from portal.api.fields import text
 from portal.core.errors import Invalid
 from portal.services.context import Context
 
@@ -26,6 +29,16 @@ class _StrictParser(FlaskParser):
         "query": RAISE,
         "querystring": RAISE,
     }
+
+    def _raw_load_json(self, req: Any) -> Any:
+        """The body through the app's JSON provider (portal/api/bodies.py: bounded depth,
+        no NUL or surrogates), never webargs' own recursive ``json.loads``. A body in
+        another media type is a 415, not "the fields are missing"."""
+        if not req.get_data(cache=True):
+            return webargs_core.missing
+        if not is_json_request(req):
+            raise UnsupportedMediaType(req.mimetype or None)
+        return req.get_json()
 
 
 class Blueprint(flask_smorest.Blueprint):
@@ -47,7 +60,14 @@ def ctx() -> Context:
 
 class PatchOp(Schema):
     op = fields.String(required=True, validate=validate.OneOf(["add", "replace", "remove"]))
-    path = fields.String(required=True, validate=validate.Regexp(r"^/[A-Za-z0-9_:./-]+(/[^/]*)*$"))
+    path = fields.String(
+        required=True,
+        validate=text(
+            "a JSON pointer to a patchable field, e.g. /properties/cpus",
+            max=1024,
+            pattern=r"^/[A-Za-z0-9_:./-]+(/[^/]*)*$",
+        ),
+    )
     value = fields.Raw(allow_none=True)
 
 

@@ -9,10 +9,14 @@ import orjson
 from flask import Response, current_app
 from flask.json.provider import DefaultJSONProvider
 
+from portal.api import bodies
+
 OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
 
 
 class OrjsonProvider(DefaultJSONProvider):
+    max_depth = bodies.DEFAULT_MAX_DEPTH  # BMS_MAX_JSON_DEPTH, set by the app factory
+
     def dumps(self, obj: Any, **kwargs: Any) -> str:
         return orjson.dumps(obj, default=self.default, option=OPTIONS).decode()
 
@@ -27,4 +31,6 @@ class OrjsonProvider(DefaultJSONProvider):
         return current_app.response_class(body, mimetype=self.mimetype)
 
     def loads(self, s: str | bytes, **kwargs: Any) -> Any:
-        return orjson.loads(s)
+        """Every request body parsed with ``request.get_json()`` (and so every webargs
+        ``json`` location) comes here: depth, NUL, surrogates, NaN are checked once."""
+        return bodies.load(s, self.max_depth)

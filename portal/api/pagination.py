@@ -9,13 +9,14 @@ from marshmallow import Schema, fields, validate
 from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.orm import Session
 
+from portal.api.fields import Int64
 from portal.core.errors import Invalid
 
 MAX_LIMIT = 1000
 
 
 class ListArgs(Schema):
-    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=MAX_LIMIT))
+    limit = Int64(load_default=100, min=1, max=MAX_LIMIT)
     marker = fields.String(metadata={"description": "id of the last item of the previous page"})
     sort_key = fields.String()
     sort_dir = fields.String(load_default="asc", validate=validate.OneOf(["asc", "desc"]))

@@ -27,6 +27,8 @@ def _flatten(messages: Any, prefix: str = "") -> list[dict[str, str]]:
             out += _flatten(value, f"{prefix}.{key}" if prefix else str(key))
     elif isinstance(messages, list) and all(isinstance(m, str) for m in messages):
         location, _, field = prefix.partition(".")
+        if field == "_schema" or field.endswith("._schema"):  # the object itself, not a field
+            field = field.removesuffix("_schema").rstrip(".") or "body"
         for m in messages:
             out.append({"field": field or location, "location": location, "message": m})
     elif isinstance(messages, list):

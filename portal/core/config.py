@@ -78,6 +78,11 @@ class Settings:
     auth_failure_limit: int = 20
     auth_failure_window: int = 60
     trusted_proxies: tuple[str, ...] = ()
+    # Request bodies: nesting levels a JSON body may have (at most 512).
+    max_json_depth: int = 32
+    # Seconds without progress after which an image left in "saving" (its uploader's process
+    # died) may be uploaded again; a live upload shows progress every few seconds.
+    upload_stale_after: float = 120.0
     debug: bool = False
 
     @classmethod
@@ -132,6 +137,8 @@ class Settings:
             trusted_proxies=tuple(
                 p.strip() for p in e.get("BMS_TRUSTED_PROXIES", "").split(",") if p.strip()
             ),
+            max_json_depth=int(e.get("BMS_MAX_JSON_DEPTH", "32")),
+            upload_stale_after=float(e.get("BMS_UPLOAD_STALE_AFTER", "120")),
             debug=_bool(e.get("BMS_DEBUG")),
         )
 

@@ -13,6 +13,9 @@ import struct
 from dataclasses import dataclass
 
 HEADER_BYTES = 512  # enough for every header field read below
+# The largest disk an image may describe: what a signed 64-bit size column holds (qemu's
+# own limit is lower); a header claiming more is corrupt or hostile.
+MAX_VIRTUAL_SIZE = 2**63 - 1
 DISK_FORMATS = ("raw", "qcow2")
 
 QCOW2_MAGIC = b"QFI\xfb"
@@ -36,7 +39,12 @@ _SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
 
 
 class FormatError(ValueError):
-    """The bytes do not match the declared format, or are unsafe to convert."""
+    """The bytes do not match the declared format, or are unsafe to convert; ``field`` is
+    the image field the problem is about."""
+
+    def __init__(self, message: str, field: str = "disk_format") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -84,7 +92,13 @@ def qcow2_info(header: bytes) -> FormatInfo:
                 f"the qcow2 image has unknown incompatible features {incompatible:#x}"
             )
     if size == 0:
-        raise FormatError("the qcow2 image has a virtual size of 0")
+        raise FormatError("the qcow2 image has a virtual size of 0", field="virtual_size")
+    if size > MAX_VIRTUAL_SIZE:
+        raise FormatError(
+            f"the qcow2 header claims a virtual size of {size} bytes; "
+            f"at most {MAX_VIRTUAL_SIZE} (2^63-1) is allowed",
+            field="virtual_size",
+        )
     return FormatInfo("qcow2", size)
 
 

@@ -17,6 +17,7 @@ from portal.core.models import Instance, Keypair, Network
 from portal.core.states import BUILD, INSTANCE_FSM
 from portal.services import flavors, images, placement
 from portal.services.context import Context
+from portal.services.lookup import referenced
 from tenants import quotas
 from tenants.principal import Principal
 from workers import queue as jobqueue
@@ -55,8 +56,10 @@ def _gb(size: int) -> str:
 
 
 def create(ctx: Context, s: Session, data: dict[str, Any], principal: Principal) -> Instance:
-    flavor = flavors.get_visible(s, data["flavor"], principal)
-    image = images.get_visible(s, data["image"], principal)
+    with referenced("flavor"):
+        flavor = flavors.get_visible(s, data["flavor"], principal)
+    with referenced("image"):
+        image = images.get_visible(s, data["image"], principal)
     if image.status != "active":
         raise Conflict(
             f"image '{image.name}' is '{image.status}': upload its data first", field="image"
@@ -80,12 +83,8 @@ def create(ctx: Context, s: Session, data: dict[str, Any], principal: Principal)
         placement.check_zone(s, zone)
     group_id = None
     if data.get("server_group"):
-        try:
+        with referenced("server_group"):
             group_id = placement.get_group(s, data["server_group"], principal).id
-        except NotFound:
-            raise Invalid(
-                f"server group '{data['server_group']}' not found", field="server_group"
-            ) from None
     hints = placement.check_hints(s, data.get("scheduler_hints") or {}, principal)
     quotas.reserve(
         s,

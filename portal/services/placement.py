@@ -18,7 +18,7 @@ from portal.core.models import (
     ServerGroup,
 )
 from portal.core.states import DELETED
-from portal.services.lookup import node_by_ident
+from portal.services.lookup import node_by_ident, referenced
 from scheduler.request import NODE_HINT, PLACE_HINTS
 from tenants.models import Project
 from tenants.principal import Principal
@@ -85,7 +85,8 @@ def _set_members(
 ) -> None:
     """Replace the node and project lists that are given (None: leave as is)."""
     if nodes is not None:
-        ids = {node_by_ident(s, ident).id for ident in nodes}
+        with referenced("nodes"):
+            ids = {node_by_ident(s, ident).id for ident in nodes}
         s.execute(delete(AggregateNode).where(AggregateNode.aggregate_id == agg.id))
         s.add_all(AggregateNode(aggregate_id=agg.id, node_id=i) for i in sorted(ids))
     if projects is not None:
@@ -208,7 +209,8 @@ def check_hints(s: Session, hints: dict[str, Any], principal: Principal) -> dict
                 raise Invalid("the node_name hint is for admins", field="scheduler_hints")
             if not isinstance(value, str):
                 raise Invalid("node_name must be a node name or id", field="scheduler_hints")
-            out[name] = node_by_ident(s, value).id
+            with referenced("scheduler_hints"):
+                out[name] = node_by_ident(s, value).id
             continue
         if name not in PLACE_HINTS:
             raise Invalid(

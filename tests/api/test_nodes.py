@@ -357,11 +357,18 @@ def test_atomic_import_of_good_rows_creates_them_all(ctx, client, admin) -> None
 
 
 def test_import_of_a_malformed_document_is_422(ctx, client, admin) -> None:
-    for payload in (b"{not json", b'{"nodes": 3}', b"[1, 2]", b'"a string"', b"\xff\xfe"):
+    # Not JSON at all (syntax, encoding): 400; JSON of the wrong shape: 422.
+    for payload, status in (
+        (b"{not json", 400),
+        (b'{"nodes": 3}', 422),
+        (b"[1, 2]", 422),
+        (b'"a string"', 422),
+        (b"\xff\xfe", 400),
+    ):
         r = client.post(
             "/v1/nodes/import", data=payload, content_type="application/json", headers=admin
         )
-        assert r.status_code == 422 and r.mimetype == "application/problem+json", payload
+        assert r.status_code == status and r.mimetype == "application/problem+json", payload
         assert r.json["errors"][0]["field"] == "body", payload
     assert counts(ctx) == (0, 0)
 

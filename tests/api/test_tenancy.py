@@ -50,12 +50,13 @@ def test_public_flavors_are_visible_to_every_tenant(client, world) -> None:
 def test_private_flavor_needs_an_access_grant(client, world) -> None:
     flavor = private_flavor(client, world)
     fid = flavor["id"]
-    # Without access: invisible (404, not 403), not listed, not bootable.
+    # Without access: invisible (404, not 403), not listed, not bootable (a body naming an
+    # invisible flavor is a 422 on the field, as one naming no flavor at all).
     for who in (world.alice, world.bob):
         r = client.get(f"/v1/flavors/{fid}", headers=who)
         assert r.status_code == 404 and r.mimetype == "application/problem+json"
         assert fid not in ids(client.get("/v1/flavors", headers=who).json["flavors"])
-    assert boot(client, world, world.alice, flavor=fid).status_code == 404
+    assert boot(client, world, world.alice, flavor=fid).status_code == 422
     # Admins see every flavor.
     assert fid in ids(client.get("/v1/flavors", headers=world.admin).json["flavors"])
 
@@ -68,7 +69,7 @@ def test_private_flavor_needs_an_access_grant(client, world) -> None:
     assert fid in ids(client.get("/v1/flavors", headers=world.alice).json["flavors"])
     assert client.get(f"/v1/flavors/{fid}", headers=world.bob).status_code == 404
     assert boot(client, world, world.alice, flavor=fid).status_code == 202
-    assert boot(client, world, world.bob, flavor=fid).status_code == 404
+    assert boot(client, world, world.bob, flavor=fid).status_code == 422
 
     r = client.delete(f"/v1/flavors/{fid}/access/{world.alice_project}", headers=world.admin)
     assert r.status_code == 204
@@ -212,7 +213,8 @@ def test_upload_with_a_checksum_mismatch_is_422_and_the_image_stays_queued(
     assert r.json["expected"] == hashlib.sha256(b"expected").hexdigest()
     assert r.json["actual"] == hashlib.sha256(b"something else").hexdigest()
     shown = client.get(f"/v1/images/{img['id']}", headers=world.alice).json
-    assert shown["status"] == "queued" and shown["size"] is None and shown["sha256"] is None
+    assert shown["status"] == "queued" and shown["size"] is None
+    assert shown["sha256"] == hashlib.sha256(b"expected").hexdigest()  # the declared one
     assert ctx.store.path(img["id"]) is None  # nothing half-written left in the store
     assert not list(ctx.settings.image_dir.glob(f".{img['id']}*"))
     assert client.get(f"/v1/images/{img['id']}/file", headers=world.alice).status_code == 409
@@ -223,7 +225,7 @@ def test_upload_with_a_checksum_mismatch_is_422_and_the_image_stays_queued(
 def test_upload_needs_octet_stream_and_ownership(client, world) -> None:
     img = new_image(client, world.alice)
     r = upload(client, world.alice, img["id"], b"x", content_type="application/json")
-    assert r.status_code == 422
+    assert r.status_code == 415 and r.json["expected"] == "application/octet-stream"
     assert upload(client, world.reader, img["id"], b"x").status_code == 403
     assert upload(client, world.bob, img["id"], b"x").status_code == 404
 

@@ -2,9 +2,14 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from portal.api.fields import text
 from portal.api.pagination import ListArgs
 
-NAME = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,254}$", error="letters, digits, _ . : -")
+NAME = text(
+    "letters, digits, '_', '.', ':' and '-', starting with a letter or digit",
+    max=255,
+    pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$",
+)
 META_VALUE = fields.String(validate=validate.Length(max=255))
 
 

@@ -6,11 +6,12 @@ from typing import Any
 
 from flask import request, url_for
 from flask.views import MethodView
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, fields
 from sqlalchemy import select
 
 from portal.api.auth import authenticate, principal
 from portal.api.common import Blueprint, tx
+from portal.api.fields import Int64, NonNegative
 from portal.core import outbox
 from portal.core.models import Event
 
@@ -19,8 +20,8 @@ blp.before_request(authenticate)
 
 
 class EventArgs(Schema):
-    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
-    marker = fields.Integer(
+    limit = Int64(load_default=100, min=1, max=1000)
+    marker = NonNegative(
         metadata={"description": "id of the last event you processed; events come in commit order"}
     )
     type = fields.String()

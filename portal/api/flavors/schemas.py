@@ -4,21 +4,22 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from portal.api.fields import INT32_MAX, MAX_RAM_MB, Int64, NonNegative, text
 from portal.api.pagination import ListArgs
+
+RESOURCE_CLASS = text("letters, digits, '_', '.' and '-'", max=80, pattern=r"^[A-Za-z0-9_.-]*$")
 
 
 class FlavorCreate(Schema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=255))
     description = fields.String(allow_none=True, validate=validate.Length(max=1000))
-    vcpus = fields.Integer(required=True, validate=validate.Range(min=1, max=100_000))
-    ram_mb = fields.Integer(required=True, validate=validate.Range(min=1, max=2**40))
-    disk_gb = fields.Integer(required=True, validate=validate.Range(min=0, max=2**30))
+    vcpus = Int64(required=True, min=1, max=100_000)
+    ram_mb = Int64(required=True, min=1, max=MAX_RAM_MB)
+    disk_gb = Int64(required=True, min=0, max=2**30)
     cpu_arch = fields.String(
         allow_none=True, validate=validate.OneOf(["x86_64", "aarch64", "ppc64le", "s390x"])
     )
-    resource_class = fields.String(
-        load_default="baremetal", validate=validate.Regexp(r"^[A-Za-z0-9_.-]{1,80}$")
-    )
+    resource_class = fields.String(load_default="baremetal", validate=RESOURCE_CLASS)
     extra_specs = fields.Dict(
         keys=fields.String(),
         values=fields.String(),
@@ -57,8 +58,8 @@ class FlavorList(Schema):
 class FlavorListArgs(ListArgs):
     resource_class = fields.String()
     is_public = fields.Boolean()
-    min_vcpus = fields.Integer()
-    min_ram_mb = fields.Integer()
+    min_vcpus = NonNegative(max=INT32_MAX)
+    min_ram_mb = NonNegative(max=INT32_MAX)
 
 
 class AccessBody(Schema):

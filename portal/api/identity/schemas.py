@@ -2,10 +2,15 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from portal.api.fields import INT32_MAX, Int64, text
 from portal.api.pagination import ListArgs
 from tenants.roles import ROLES
 
-NAME = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,254}$")
+NAME = text(
+    "letters, digits, '_', '.', '@' and '-', starting with a letter or digit",
+    max=255,
+    pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$",
+)
 
 
 class ProjectCreate(Schema):
@@ -77,6 +82,6 @@ class QuotaOut(Schema):
 
 
 class QuotaUpdate(Schema):
-    instances = fields.Integer(validate=validate.Range(min=-1, max=10**9))
-    vcpus = fields.Integer(validate=validate.Range(min=-1, max=10**9))
-    ram_mb = fields.Integer(validate=validate.Range(min=-1, max=2**50))
+    instances = Int64(min=-1, max=10**9)
+    vcpus = Int64(min=-1, max=10**9)
+    ram_mb = Int64(min=-1, max=INT32_MAX)

@@ -8,6 +8,7 @@ from flask import Response, request, send_file
 from flask.views import MethodView
 
 from portal.api.auth import authenticate, principal, writer
+from portal.api.bodies import UnsupportedMediaType
 from portal.api.common import Blueprint, ctx, tx
 from portal.api.images.schemas import (
     ImageCreate,
@@ -63,7 +64,7 @@ class Images(MethodView):
 class ImageItem(MethodView):
     @blp.response(200, ImageOut)
     def get(self, image_id: str) -> Image:
-        """Show an image."""
+        """Show an image, by id or name."""
         with tx() as s:
             return svc.get_visible(s, image_id, principal())
 
@@ -97,7 +98,7 @@ class ImageFile(MethodView):
     def put(self, image_id: str) -> Image:
         """Upload the image's bytes (streamed; sha256 verified if given at create)."""
         if request.mimetype != "application/octet-stream":
-            raise Invalid("send the data as application/octet-stream", field="Content-Type")
+            raise UnsupportedMediaType(request.mimetype or None, "application/octet-stream")
         return svc.upload(ctx(), image_id, request.stream, principal())  # type: ignore[arg-type]
 
     @blp.response(200)

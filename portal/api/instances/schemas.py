@@ -7,6 +7,7 @@ from typing import Any
 from flask import g
 from marshmallow import Schema, fields, validate
 
+from portal.api.fields import text
 from portal.api.pagination import ListArgs
 from portal.core.states import INSTANCE_FSM
 
@@ -14,12 +15,14 @@ from portal.core.states import INSTANCE_FSM
 class InstanceCreate(Schema):
     name = fields.String(
         required=True,
-        validate=validate.Regexp(
-            r"^[A-Za-z0-9][A-Za-z0-9.-]{0,62}$", error="a hostname: letters, digits, '.', '-'"
+        validate=text(
+            "a hostname: letters, digits, '.' and '-', starting with a letter or digit",
+            max=63,
+            pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]*$",
         ),
     )
     flavor = fields.String(required=True, metadata={"description": "flavor id or name"})
-    image = fields.String(required=True, metadata={"description": "image id"})
+    image = fields.String(required=True, metadata={"description": "image id or name"})
     key_names = fields.List(fields.String(), load_default=list, validate=validate.Length(max=20))
     networks = fields.List(fields.String(), load_default=list, validate=validate.Length(max=8))
     user_data = fields.String(allow_none=True, validate=validate.Length(max=65535))

@@ -2,11 +2,17 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from portal.api.fields import text
 from portal.api.pagination import ListArgs
 
 
 class KeypairCreate(Schema):
-    name = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9_. -]{1,255}$"))
+    name = fields.String(
+        required=True,
+        validate=text(
+            "letters, digits, '_', '.', '-' and spaces", max=255, pattern=r"^[A-Za-z0-9_. -]*$"
+        ),
+    )
     public_key = fields.String(required=True, validate=validate.Length(min=16, max=16384))
 
 

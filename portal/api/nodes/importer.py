@@ -13,12 +13,14 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-import json
 from typing import Any
 
+from flask import current_app, has_app_context
 from marshmallow import ValidationError
 from sqlalchemy.orm import Session
 
+from portal.api.bodies import DEFAULT_MAX_DEPTH, NUL, BadInput, UnsupportedMediaType
+from portal.api.bodies import load as load_json
 from portal.api.nodes.schemas import NodeCreate
 from portal.api.problems import _flatten
 from portal.core.errors import DomainError, Invalid, TooLarge
@@ -32,16 +34,19 @@ def parse(content: bytes, content_type: str, max_rows: int) -> list[dict[str, An
     try:
         text = content.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise Invalid(f"not UTF-8 text: {exc}", field="body") from None
+        raise BadInput(f"not UTF-8 text: {exc}", "body", status=400) from None
     if "csv" in content_type:
+        if (nul := text.find("\x00")) >= 0:  # PostgreSQL stores no NUL, in text or jsonb
+            raise BadInput(f"the CSV {NUL}", f"line {text.count(chr(10), 0, nul) + 1}")
         reader = csv.DictReader(io.StringIO(text))
         raw = list(itertools.islice(reader, max_rows + 1))  # stops reading one past the limit
         _check_rows(len(raw), max_rows)
         return [_csv_row(r) for r in raw]
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise Invalid(f"not valid JSON: {exc}", field="body") from None
+    mime = content_type.partition(";")[0].strip().lower()
+    if mime != "application/json" and not mime.endswith("+json"):
+        raise UnsupportedMediaType(mime, "application/json or text/csv")
+    depth = getattr(current_app.json, "max_depth", None) if has_app_context() else None
+    doc = load_json(text, depth or DEFAULT_MAX_DEPTH)  # bounded depth, no NUL, no surrogates
     rows = doc.get("nodes") if isinstance(doc, dict) else doc
     if not isinstance(rows, list):
         raise Invalid('expected a list of node objects, or {"nodes": [...]}', field="body")

@@ -8,6 +8,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from portal.api.fields import MAX_RAM_MB, Int64, text
 from portal.api.pagination import ListArgs
 from portal.core.states import NODE_FSM, POWER_TARGETS
 from portal.services.nodes import redacted_info
@@ -16,20 +17,22 @@ MAC = validate.Regexp(
     r"^([0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}$",
     error="not a MAC address (expected aa:bb:cc:dd:ee:ff)",
 )
-TRAIT = validate.Regexp(r"^[A-Z0-9_]{1,255}$", error="traits are UPPER_CASE_WITH_UNDERSCORES")
-NAME = validate.Regexp(
-    r"^[A-Za-z0-9][A-Za-z0-9._~-]{0,254}$",
-    error="letters, digits, '.', '_', '~' and '-'; must not look like a uuid",
+TRAIT = text("traits are UPPER_CASE_WITH_UNDERSCORES", max=255, pattern=r"^[A-Z0-9_]*$")
+NAME = text(
+    "letters, digits, '.', '_', '~' and '-', starting with a letter or digit; not a uuid",
+    max=255,
+    pattern=r"^[A-Za-z0-9][A-Za-z0-9._~-]*$",
 )
+WORD = "letters, digits, '_', '.' and '-'"
 
 
 class Properties(Schema):
     class Meta:
         unknown = "include"  # operators may record more facts; the known ones are typed
 
-    cpus = fields.Integer(validate=validate.Range(min=1, max=100_000))
-    memory_mb = fields.Integer(validate=validate.Range(min=1, max=2**40))
-    local_gb = fields.Integer(validate=validate.Range(min=0, max=2**30))
+    cpus = Int64(min=1, max=100_000)
+    memory_mb = Int64(min=1, max=MAX_RAM_MB)
+    local_gb = Int64(min=0, max=2**30)
     cpu_arch = fields.String(validate=validate.OneOf(["x86_64", "aarch64", "ppc64le", "s390x"]))
 
 
@@ -66,13 +69,14 @@ def _no_uuid_name(name: str | None) -> None:
 
 
 class NodeBase(Schema):
-    name = fields.String(allow_none=True, validate=[NAME, _no_uuid_name])
-    resource_class = fields.String(validate=validate.Regexp(r"^[A-Za-z0-9_.-]{1,80}$"))
+    name = fields.String(allow_none=True, validate=[*NAME, _no_uuid_name])
+    resource_class = fields.String(validate=text(WORD, max=80, pattern=r"^[A-Za-z0-9_.-]*$"))
     driver = fields.String(validate=validate.Length(min=1, max=40))
     driver_info = fields.Dict(keys=fields.String(), values=fields.Raw())
     properties = fields.Nested(Properties)
     capabilities = fields.Dict(
-        keys=fields.String(validate=validate.Regexp(r"^[A-Za-z0-9_.-]+$")), values=fields.String()
+        keys=fields.String(validate=text(WORD, max=255, pattern=r"^[A-Za-z0-9_.-]*$")),
+        values=fields.String(validate=validate.Length(max=255)),
     )
     traits = fields.List(fields.String(validate=TRAIT), validate=validate.Length(max=50))
     owner = fields.String(

@@ -36,7 +36,7 @@ from portal.core.db import one_of
 from portal.core.models import Node, Port
 from portal.services import node_locks
 from portal.services import nodes as svc
-from portal.services.lookup import get_or_404, node_by_ident
+from portal.services.lookup import get_or_404, node_by_ident, referenced
 
 blp = Blueprint(
     "nodes", __name__, url_prefix="/v1", description="Bare-metal nodes and ports (admin)"
@@ -257,7 +257,8 @@ class Ports(MethodView):
         stmt = select(Port)
         with tx() as s:
             if "node" in args:
-                stmt = stmt.where(Port.node_id == node_by_ident(s, args["node"]).id)
+                with referenced("node"):
+                    stmt = stmt.where(Port.node_id == node_by_ident(s, args["node"]).id)
             if "address" in args:
                 stmt = stmt.where(Port.address == svc.normalize_mac(args["address"]))
             items, next_url = page(s, stmt, Port, args, ("created_at", "address"))
@@ -269,7 +270,8 @@ class Ports(MethodView):
     def post(self, data: dict[str, Any]) -> Port:
         """Add a NIC to a node."""
         with tx() as s:
-            node = node_by_ident(s, data.pop("node"))
+            with referenced("node"):
+                node = node_by_ident(s, data.pop("node"))
             return svc.create_port(s, node, data, principal())
 
 

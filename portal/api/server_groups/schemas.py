@@ -2,12 +2,18 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from portal.api.fields import text
 from portal.api.pagination import ListArgs
 from portal.core.models.placement import POLICIES, SCOPES
 
 
 class ServerGroupCreate(Schema):
-    name = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9_. -]{1,255}$"))
+    name = fields.String(
+        required=True,
+        validate=text(
+            "letters, digits, '_', '.', '-' and spaces", max=255, pattern=r"^[A-Za-z0-9_. -]*$"
+        ),
+    )
     policy = fields.String(required=True, validate=validate.OneOf(POLICIES))
     scope = fields.String(
         load_default="node",
