@@ -423,7 +423,7 @@ def test_list_pagination_with_limit_marker_and_next_link(client, admin) -> None:
     assert sorted(seen) == sorted(made) and len(seen) == len(set(seen))
     # The marker must name an existing node.
     r = client.get("/v1/nodes?marker=nope", headers=admin)
-    assert r.status_code == 422 and r.json["errors"][0]["field"] == "marker"
+    assert r.status_code == 404 and r.json["errors"][0]["field"] == "marker"
 
 
 def test_list_sorting(client, admin) -> None:

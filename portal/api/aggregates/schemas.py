@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from portal.api.pagination import ListArgs
+from portal.api.pagination import sortable
 
 NAME = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,254}$", error="letters, digits, _ . : -")
 META_VALUE = fields.String(validate=validate.Length(max=255))
@@ -49,5 +49,5 @@ class AggregateList(Schema):
     next = fields.String(allow_none=True)
 
 
-class AggregateListArgs(ListArgs):
+class AggregateListArgs(sortable("created_at", "name")):
     availability_zone = fields.String()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from portal.api.pagination import ListArgs
+from portal.api.pagination import sortable
 
 
 class FlavorCreate(Schema):
@@ -54,7 +54,7 @@ class FlavorList(Schema):
     next = fields.String(allow_none=True)
 
 
-class FlavorListArgs(ListArgs):
+class FlavorListArgs(sortable("created_at", "name", "vcpus", "ram_mb")):
     resource_class = fields.String()
     is_public = fields.Boolean()
     min_vcpus = fields.Integer()

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from portal.api.pagination import ListArgs
+from portal.api.pagination import sortable
 from tenants.roles import ROLES
 
 NAME = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,254}$")
@@ -46,7 +46,7 @@ class UserList(Schema):
     next = fields.String(allow_none=True)
 
 
-class UserListArgs(ListArgs):
+class UserListArgs(sortable("created_at", "name")):
     project_id = fields.String()
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from portal.api.pagination import ListArgs
+from portal.api.pagination import sortable
 from portal.core.imageformat import DISK_FORMATS
 
 VISIBILITY = ("public", "private", "shared", "community")
@@ -65,7 +65,7 @@ class ImageList(Schema):
     next = fields.String(allow_none=True)
 
 
-class ImageListArgs(ListArgs):
+class ImageListArgs(sortable("created_at", "name", "size")):
     name = fields.String()
     visibility = fields.String(validate=validate.OneOf(VISIBILITY))
     status = fields.String(validate=validate.OneOf(["queued", "saving", "active"]))

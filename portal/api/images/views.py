@@ -89,6 +89,7 @@ class ImageFile(MethodView):
     @blp.response(200, ImageOut)
     @blp.doc(
         requestBody={
+            "required": True,
             "content": {
                 "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
             }

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from portal.api.pagination import ListArgs
+from portal.api.pagination import sortable
 
 
 class KeypairCreate(Schema):
@@ -25,5 +25,5 @@ class KeypairList(Schema):
     next = fields.String(allow_none=True)
 
 
-class KeypairListArgs(ListArgs):
+class KeypairListArgs(sortable("created_at", "name")):
     name = fields.String()

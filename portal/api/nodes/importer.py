@@ -32,7 +32,12 @@ def parse(content: bytes, content_type: str) -> list[dict[str, Any]]:
     except UnicodeDecodeError as exc:
         raise Invalid(f"not UTF-8 text: {exc}", field="body") from None
     if "csv" in content_type:
-        return [_csv_row(r) for r in csv.DictReader(io.StringIO(text))]
+        rows = [_csv_row(r) for r in csv.DictReader(io.StringIO(text))]
+        if not rows:
+            raise Invalid(
+                "no rows: expected a CSV header line, then one line per node", field="body"
+            )
+        return rows
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -40,7 +45,47 @@ def parse(content: bytes, content_type: str) -> list[dict[str, Any]]:
     rows = doc.get("nodes") if isinstance(doc, dict) else doc
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise Invalid('expected a list of node objects, or {"nodes": [...]}', field="body")
+    if not rows:
+        raise Invalid("no rows: the list of nodes is empty", field="body")
     return rows
+
+
+# The request body as the OpenAPI document shows it.
+REQUEST_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "oneOf": [
+                    {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {"$ref": "#/components/schemas/NodeCreate"},
+                    },
+                    {
+                        "type": "object",
+                        "required": ["nodes"],
+                        "properties": {
+                            "nodes": {
+                                "type": "array",
+                                "minItems": 1,
+                                "items": {"$ref": "#/components/schemas/NodeCreate"},
+                            }
+                        },
+                    },
+                ]
+            }
+        },
+        "text/csv": {
+            "schema": {
+                "type": "string",
+                "description": "a header line (name, driver, driver_info.ipmi_address, ...), "
+                "then one line per node",
+                "pattern": "^[^\\r\\n]+\\r?\\n[^\\r\\n]*[^\\s,]",
+            }
+        },
+    },
+}
 
 
 def _csv_row(raw: dict[str, str | None]) -> dict[str, Any]:

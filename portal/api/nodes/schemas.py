@@ -8,7 +8,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from portal.api.pagination import ListArgs
+from portal.api.pagination import sortable
 from portal.core.secrets import redact
 from portal.core.states import NODE_FSM, POWER_TARGETS
 
@@ -281,7 +281,9 @@ class NodeList(Schema):
     next = fields.String(allow_none=True)
 
 
-class NodeListArgs(ListArgs):
+class NodeListArgs(
+    sortable("created_at", "name", "provision_state", "resource_class", "updated_at")
+):
     provision_state = fields.String(validate=validate.OneOf(sorted(NODE_FSM.states)))
     resource_class = fields.String()
     maintenance = fields.Boolean()
@@ -365,6 +367,6 @@ class PortList(Schema):
     next = fields.String(allow_none=True)
 
 
-class PortListArgs(ListArgs):
+class PortListArgs(sortable("created_at", "address")):
     node = fields.String()
-    address = fields.String()
+    address = fields.String(validate=MAC)

@@ -7,9 +7,10 @@ from typing import Any
 from flask import current_app, request
 from flask.views import MethodView
 from sqlalchemy import select
+from werkzeug.routing import BaseConverter
 
 from portal.api.auth import admin_only, authenticate, principal
-from portal.api.common import Blueprint, PatchOp, apply_patch, ctx, tx
+from portal.api.common import Blueprint, PatchOp, apply_patch, ctx, require_body, tx
 from portal.api.nodes import importer
 from portal.api.nodes.schemas import (
     ImportResult,
@@ -107,18 +108,30 @@ class NodeImport(MethodView):
     @admin_only
     @blp.response(200, ImportResult)
     @blp.doc(
-        requestBody={"content": {"application/json": {}, "text/csv": {}}},
+        requestBody=importer.REQUEST_BODY,
         parameters=[{"in": "query", "name": "atomic", "schema": {"type": "boolean"}}],
     )
     def post(self) -> dict[str, Any]:
         """Bulk enroll from a JSON list or a CSV file: a result per row."""
+        require_body("application/json", "text/csv")
         rows = importer.parse(request.get_data(), request.content_type or "application/json")
         atomic = request.args.get("atomic", "false").lower() in ("1", "true", "yes")
         with tx() as s:
             return importer.import_rows(ctx(), s, rows, principal(), atomic=atomic)
 
 
-@blp.route("/nodes/<ident>")
+class NodeIdent(BaseConverter):
+    """A node's uuid or name, but not ``import``: /v1/nodes/import is the bulk import, so a
+    PATCH or DELETE there is a 405 (not a node lookup)."""
+
+    regex = "(?!import$)[^/]+"
+
+
+def node_ident_schema(_converter: Any) -> dict[str, Any]:
+    return {"type": "string", "not": {"enum": ["import"]}}
+
+
+@blp.route("/nodes/<node_ident:ident>")
 class NodeItem(MethodView):
     @admin_only
     @blp.response(200, NodeOut)
@@ -204,6 +217,7 @@ class NodeValidate(MethodView):
 class NodeSensors(MethodView):
     @admin_only
     @blp.response(200, SensorsOut)
+    @blp.doc(responses={502: "BAD_GATEWAY", 504: "GATEWAY_TIMEOUT"})
     def get(self, ident: str) -> dict[str, Any]:
         """Read temperatures, fans and power from the BMC now (through a worker).
 

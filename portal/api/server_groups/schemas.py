@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from portal.api.pagination import ListArgs
+from portal.api.pagination import sortable
 from portal.core.models.placement import POLICIES, SCOPES
 
 
@@ -31,5 +31,5 @@ class ServerGroupList(Schema):
     next = fields.String(allow_none=True)
 
 
-class ServerGroupListArgs(ListArgs):
+class ServerGroupListArgs(sortable("created_at", "name")):
     name = fields.String()
