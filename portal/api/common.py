@@ -19,6 +19,10 @@ from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 from portal.core.errors import Invalid
 from portal.services.context import Context
 
+# The largest value of an INTEGER column (PostgreSQL int4): a bound for every integer field
+# stored in one, so the document states it and the database never overflows (a 500).
+DB_INT_MAX = 2**31 - 1
+
 
 class _StrictParser(FlaskParser):
     """webargs drops unknown query parameters by default, so a misspelt filter would
@@ -64,6 +68,41 @@ def documented_errors(
     return sorted(statuses)
 
 
+def _typed(field: fields.Field, kind: type | tuple[type, ...], name: str) -> None:
+    load = field._deserialize
+
+    def typed_load(value: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(value, bool) is not (kind is bool) or not isinstance(value, kind):
+            raise ValidationError(f"not a JSON {name}")
+        return load(value, *args, **kwargs)
+
+    field._deserialize = typed_load  # type: ignore[method-assign]
+
+
+def strict_json(schema: Schema, seen: set[int] | None = None) -> Schema:
+    """Make a body schema take JSON as typed, as the OpenAPI document says: an integer field
+    refuses ``2.5``, ``"2"`` and ``true``, a boolean field ``0`` and ``"yes"`` (marshmallow
+    coerces them). Only body schemas: query strings are text and are still converted."""
+    seen = seen if seen is not None else set()
+    if id(schema) in seen:
+        return schema
+    seen.add(id(schema))
+    stack: list[fields.Field] = list(schema.fields.values())
+    while stack:
+        field = stack.pop()
+        if isinstance(field, fields.Boolean):
+            _typed(field, bool, "boolean")
+        elif isinstance(field, fields.Integer):
+            _typed(field, int, "integer")
+        elif isinstance(field, fields.Nested) and isinstance(field.schema, Schema):
+            strict_json(field.schema, seen)
+        elif isinstance(field, fields.List):
+            stack.append(field.inner)
+        elif isinstance(field, fields.Dict) and field.value_field is not None:
+            stack.append(field.value_field)
+    return schema
+
+
 class Blueprint(flask_smorest.Blueprint):
     ARGUMENTS_PARSER = _StrictParser()
 
@@ -77,12 +116,13 @@ class Blueprint(flask_smorest.Blueprint):
         for ``NodeCreate``. Schemas keep no per-request state, so one instance serves all.
 
         A JSON body is required (``requestBody.required``): a request without one is a 400,
-        one of another media type a 415, before webargs reads it."""
+        one of another media type a 415, before webargs reads it; its values are taken as
+        typed (``strict_json``)."""
         if isinstance(schema, type):
             schema = schema()
-        inner = super().arguments(schema, *args, **kwargs)
         if kwargs.get("location", "json") != "json":
-            return inner
+            return super().arguments(schema, *args, **kwargs)
+        inner = super().arguments(strict_json(schema), *args, **kwargs)
 
         def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
             parsed = inner(func)
@@ -110,6 +150,9 @@ class Blueprint(flask_smorest.Blueprint):
         doc: dict[str, Any], doc_info: dict[str, Any], *, method: str, **kwargs: Any
     ) -> dict[str, Any]:
         """Document every error response of every operation (see ``documented_errors``)."""
+        role = doc_info.get("bms_role")
+        if role:  # who may call it: "admin" (admins only) or "writer" (admins and members)
+            doc["x-required-role"] = role
         path_params = bool(doc_info.get("bms_path_params"))
         responses = doc.setdefault("responses", {})
         for status in documented_errors(doc, doc_info, method, path_params):

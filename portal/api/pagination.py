@@ -21,10 +21,9 @@ class ListArgs(Schema):
     sort_dir = fields.String(load_default="asc", validate=validate.OneOf(["asc", "desc"]))
 
 
-def sortable(*keys: str) -> type[ListArgs]:
-    """ListArgs whose ``sort_key`` is one of ``keys`` (the OpenAPI document lists them)."""
-    sort_key = fields.String(validate=validate.OneOf(keys))
-    return type("ListArgs", (ListArgs,), {"sort_key": sort_key})
+def sort_keys(*keys: str) -> fields.String:
+    """A list's ``sort_key`` argument: one of ``keys`` (the OpenAPI document lists them)."""
+    return fields.String(validate=validate.OneOf(keys))
 
 
 def page(

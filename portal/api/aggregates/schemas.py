@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from portal.api.pagination import sortable
+from portal.api.pagination import ListArgs, sort_keys
 
 NAME = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,254}$", error="letters, digits, _ . : -")
 META_VALUE = fields.String(validate=validate.Length(max=255))
@@ -49,5 +49,6 @@ class AggregateList(Schema):
     next = fields.String(allow_none=True)
 
 
-class AggregateListArgs(sortable("created_at", "name")):
+class AggregateListArgs(ListArgs):
+    sort_key = sort_keys("created_at", "name")
     availability_zone = fields.String()

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from portal.api.pagination import sortable
+from portal.api.common import DB_INT_MAX
+from portal.api.pagination import ListArgs, sort_keys
 
 
 class FlavorCreate(Schema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=255))
     description = fields.String(allow_none=True, validate=validate.Length(max=1000))
     vcpus = fields.Integer(required=True, validate=validate.Range(min=1, max=100_000))
-    ram_mb = fields.Integer(required=True, validate=validate.Range(min=1, max=2**40))
+    ram_mb = fields.Integer(required=True, validate=validate.Range(min=1, max=DB_INT_MAX))
     disk_gb = fields.Integer(required=True, validate=validate.Range(min=0, max=2**30))
     cpu_arch = fields.String(
         allow_none=True, validate=validate.OneOf(["x86_64", "aarch64", "ppc64le", "s390x"])
@@ -54,7 +55,8 @@ class FlavorList(Schema):
     next = fields.String(allow_none=True)
 
 
-class FlavorListArgs(sortable("created_at", "name", "vcpus", "ram_mb")):
+class FlavorListArgs(ListArgs):
+    sort_key = sort_keys("created_at", "name", "vcpus", "ram_mb")
     resource_class = fields.String()
     is_public = fields.Boolean()
     min_vcpus = fields.Integer()

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from portal.api.pagination import sortable
+from portal.api.common import DB_INT_MAX
+from portal.api.pagination import ListArgs, sort_keys
 from tenants.roles import ROLES
 
 NAME = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,254}$")
@@ -46,7 +47,12 @@ class UserList(Schema):
     next = fields.String(allow_none=True)
 
 
-class UserListArgs(sortable("created_at", "name")):
+class ProjectListArgs(ListArgs):
+    sort_key = sort_keys("created_at", "name")
+
+
+class UserListArgs(ListArgs):
+    sort_key = sort_keys("created_at", "name")
     project_id = fields.String()
 
 
@@ -79,4 +85,4 @@ class QuotaOut(Schema):
 class QuotaUpdate(Schema):
     instances = fields.Integer(validate=validate.Range(min=-1, max=10**9))
     vcpus = fields.Integer(validate=validate.Range(min=-1, max=10**9))
-    ram_mb = fields.Integer(validate=validate.Range(min=-1, max=2**50))
+    ram_mb = fields.Integer(validate=validate.Range(min=-1, max=DB_INT_MAX))

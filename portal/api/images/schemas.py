@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from portal.api.pagination import sortable
+from portal.api.common import DB_INT_MAX
+from portal.api.pagination import ListArgs, sort_keys
 from portal.core.imageformat import DISK_FORMATS
 
 VISIBILITY = ("public", "private", "shared", "community")
@@ -20,7 +21,7 @@ class ImageCreate(Schema):
     )
     container_format = fields.String(load_default="bare", validate=validate.OneOf(["bare"]))
     min_disk = fields.Integer(load_default=0, validate=validate.Range(min=0, max=2**30))
-    min_ram = fields.Integer(load_default=0, validate=validate.Range(min=0, max=2**40))
+    min_ram = fields.Integer(load_default=0, validate=validate.Range(min=0, max=DB_INT_MAX))
     visibility = fields.String(load_default="private", validate=validate.OneOf(VISIBILITY))
     protected = fields.Boolean(load_default=False)
     sha256 = fields.String(
@@ -65,7 +66,8 @@ class ImageList(Schema):
     next = fields.String(allow_none=True)
 
 
-class ImageListArgs(sortable("created_at", "name", "size")):
+class ImageListArgs(ListArgs):
+    sort_key = sort_keys("created_at", "name", "size")
     name = fields.String()
     visibility = fields.String(validate=validate.OneOf(VISIBILITY))
     status = fields.String(validate=validate.OneOf(["queued", "saving", "active"]))

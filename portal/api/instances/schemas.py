@@ -7,7 +7,7 @@ from typing import Any
 from flask import g
 from marshmallow import Schema, fields, validate
 
-from portal.api.pagination import sortable
+from portal.api.pagination import ListArgs, sort_keys
 from portal.core.states import INSTANCE_FSM
 
 
@@ -98,7 +98,8 @@ class InstanceList(Schema):
     next = fields.String(allow_none=True)
 
 
-class InstanceListArgs(sortable("created_at", "name", "status")):
+class InstanceListArgs(ListArgs):
+    sort_key = sort_keys("created_at", "name", "status")
     status = fields.String(validate=validate.OneOf(sorted(INSTANCE_FSM.states)))
     name = fields.String()
     project_id = fields.String(metadata={"description": "admins only"})

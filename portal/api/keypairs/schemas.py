@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from portal.api.pagination import sortable
+from portal.api.pagination import ListArgs, sort_keys
 
 
 class KeypairCreate(Schema):
@@ -25,5 +25,6 @@ class KeypairList(Schema):
     next = fields.String(allow_none=True)
 
 
-class KeypairListArgs(sortable("created_at", "name")):
+class KeypairListArgs(ListArgs):
+    sort_key = sort_keys("created_at", "name")
     name = fields.String()

@@ -8,9 +8,12 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from portal.api.pagination import sortable
+from portal.api.common import DB_INT_MAX, PatchOp
+from portal.api.pagination import ListArgs, sort_keys
 from portal.core.secrets import redact
 from portal.core.states import NODE_FSM, POWER_TARGETS
+from portal.services import nodes as node_service
+from workers.drivers.base import enabled_drivers
 
 MAC = validate.Regexp(
     r"^([0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}$",
@@ -28,7 +31,7 @@ class Properties(Schema):
         unknown = "include"  # operators may record more facts; the known ones are typed
 
     cpus = fields.Integer(validate=validate.Range(min=1, max=100_000))
-    memory_mb = fields.Integer(validate=validate.Range(min=1, max=2**40))
+    memory_mb = fields.Integer(validate=validate.Range(min=1, max=DB_INT_MAX))
     local_gb = fields.Integer(validate=validate.Range(min=0, max=2**30))
     cpu_arch = fields.String(validate=validate.OneOf(["x86_64", "aarch64", "ppc64le", "s390x"]))
 
@@ -68,13 +71,17 @@ def _no_uuid_name(name: str | None) -> None:
 class NodeBase(Schema):
     name = fields.String(allow_none=True, validate=[NAME, _no_uuid_name])
     resource_class = fields.String(validate=validate.Regexp(r"^[A-Za-z0-9_.-]{1,80}$"))
-    driver = fields.String(validate=validate.Length(min=1, max=40))
+    driver = fields.String(validate=validate.OneOf(enabled_drivers()))
     driver_info = fields.Dict(keys=fields.String(), values=fields.Raw())
     properties = fields.Nested(Properties)
     capabilities = fields.Dict(
         keys=fields.String(validate=validate.Regexp(r"^[A-Za-z0-9_.-]+$")), values=fields.String()
     )
-    traits = fields.List(fields.String(validate=TRAIT), validate=validate.Length(max=50))
+    traits = fields.List(
+        fields.String(validate=TRAIT),
+        validate=validate.Length(max=50),
+        metadata={"uniqueItems": True},
+    )
     owner = fields.String(
         allow_none=True, metadata={"description": "project id the node is dedicated to"}
     )
@@ -96,6 +103,18 @@ class NodeCreate(NodeBase):
 
 class NodePatchable(NodeBase):
     """What PATCH may change: the create fields, minus ports (managed at /v1/ports)."""
+
+
+class NodePatchOp(PatchOp):
+    """A JSON Patch operation on a node: its path starts with a patchable field."""
+
+    path = fields.String(
+        required=True,
+        validate=validate.Regexp(
+            rf"^/({'|'.join(sorted(NodePatchable().fields))})(/[^/]*)*$",
+            error="not a patchable field: " + ", ".join(sorted(NodePatchable().fields)),
+        ),
+    )
 
 
 class DriverInfoOut(fields.Field):
@@ -281,9 +300,14 @@ class NodeList(Schema):
     next = fields.String(allow_none=True)
 
 
-class NodeListArgs(
-    sortable("created_at", "name", "provision_state", "resource_class", "updated_at")
-):
+class ImportArgs(Schema):
+    atomic = fields.Boolean(
+        load_default=False, metadata={"description": "one bad row rejects the whole file"}
+    )
+
+
+class NodeListArgs(ListArgs):
+    sort_key = sort_keys("created_at", "name", "provision_state", "resource_class", "updated_at")
     provision_state = fields.String(validate=validate.OneOf(sorted(NODE_FSM.states)))
     resource_class = fields.String()
     maintenance = fields.Boolean()
@@ -294,8 +318,10 @@ class NodeListArgs(
 
 
 class ProvisionBody(Schema):
+    # "deploy" is listed so that it gets its own answer (409: deploy through instances).
     target = fields.String(
         required=True,
+        validate=validate.OneOf([*node_service.ACTIONS, "deploy"]),
         metadata={"description": "manage | provide | inspect | undeploy"},
     )
 
@@ -367,6 +393,7 @@ class PortList(Schema):
     next = fields.String(allow_none=True)
 
 
-class PortListArgs(sortable("created_at", "address")):
+class PortListArgs(ListArgs):
+    sort_key = sort_keys("created_at", "address")
     node = fields.String()
     address = fields.String(validate=MAC)

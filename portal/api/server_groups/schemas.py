@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from portal.api.pagination import sortable
+from portal.api.pagination import ListArgs, sort_keys
 from portal.core.models.placement import POLICIES, SCOPES
 
 
@@ -31,5 +31,6 @@ class ServerGroupList(Schema):
     next = fields.String(allow_none=True)
 
 
-class ServerGroupListArgs(sortable("created_at", "name")):
+class ServerGroupListArgs(ListArgs):
+    sort_key = sort_keys("created_at", "name")
     name = fields.String()
