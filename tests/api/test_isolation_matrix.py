@@ -241,6 +241,7 @@ def test_isolation_matrix_covers_every_path(client, tenants) -> None:
                 wrong.append(
                     f"{caller} {method.upper()} {url}: {r.status_code}, expected {expected}: {r.data[:200]!r}"
                 )
+    print(f"isolation matrix: {len(checked)} calls, {len(wrong)} wrong")
     assert not wrong, "\n".join(wrong)
     assert len(checked) > 100, len(checked)
     # Nothing of A's was changed or removed by the calls above.
@@ -281,3 +282,12 @@ def test_lists_never_show_another_tenants_items(client, tenants) -> None:
     assert ids["instance"] in client.get("/v1/events", headers=callers["A member"]).get_data(
         as_text=True
     )
+
+
+def test_a_path_without_a_factory_fails_the_matrix(client, tenants, monkeypatch) -> None:
+    """A new endpoint with an id is not silently skipped: the matrix names what to add."""
+    monkeypatch.delitem(FACTORIES, "/v1/keypairs/{name}")
+    with pytest.raises(
+        AssertionError, match=r"/v1/keypairs/\{name\} has an id parameter but no resource factory"
+    ):
+        test_isolation_matrix_covers_every_path(client, tenants)
