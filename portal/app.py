@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import http
 import logging
 from typing import Any
 
 from flask import Flask, jsonify
 from flask_smorest import Api
+from flask_smorest.utils import prepare_response
 from werkzeug.exceptions import HTTPException
 
 from netboot.agent_endpoints import make_blueprint as agent_blueprint
@@ -22,6 +24,7 @@ from portal.api.images.views import blp as images_blp
 from portal.api.instances.views import blp as instances_blp
 from portal.api.jsonprovider import OrjsonProvider
 from portal.api.keypairs.views import blp as keypairs_blp
+from portal.api.nodes.views import NodeIdent, node_ident_schema
 from portal.api.nodes.views import blp as nodes_blp
 from portal.api.server_groups.views import blp as server_groups_blp
 from portal.core.config import Settings
@@ -33,10 +36,23 @@ log = logging.getLogger(__name__)
 
 
 class ProblemApi(Api):
-    """flask-smorest with RFC 9457 problem bodies for every HTTP error."""
+    """flask-smorest with RFC 9457 problem bodies for every HTTP error, documented as such:
+    each error status is a response component with an ``application/problem+json`` body of
+    the ``Problem`` schema (portal.api.common.Blueprint lists which statuses each operation
+    can answer); no catch-all ``default`` response."""
+
+    ERROR_SCHEMA = problems.Problem
+    DEFAULT_ERROR_RESPONSE_NAME = None
 
     def handle_http_exception(self, error: HTTPException) -> Any:
         return problems.from_http_exception(error)
+
+    def _register_responses(self) -> None:
+        for status in http.HTTPStatus:
+            if status >= 400:
+                response = {"description": status.phrase, "schema": self.ERROR_SCHEMA}
+                prepare_response(response, self.spec, problems.CONTENT_TYPE)
+                self.spec.components.response(status.name, response, lazy=True)
 
 
 def create_app(settings: Settings | None = None, context: Context | None = None) -> Flask:
@@ -81,6 +97,8 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
             "security": [{"token": []}],
         },
     )
+    app.url_map.converters["node_ident"] = NodeIdent
+    api.register_converter(NodeIdent, node_ident_schema)
     for blp in (
         nodes_blp,
         flavors_blp,

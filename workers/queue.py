@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+import redis
 from rq import Queue, Retry
 
 # Retries for a job that found its node locked by another operation.
@@ -40,7 +41,10 @@ def call(queue: Queue, func: str, *args: Any, wait: int) -> Any:
         result_ttl=60,
         failure_ttl=3600,
     )
-    result = job.latest_result(timeout=wait)
+    try:
+        result = job.latest_result(timeout=wait)
+    except redis.exceptions.TimeoutError:  # the connection's socket timeout came first
+        result = None
     if result is None:
         with contextlib.suppress(Exception):  # it may have expired already (ttl)
             job.cancel()

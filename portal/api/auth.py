@@ -104,7 +104,13 @@ def admin_only(fn: F) -> F:
             raise Forbidden("this action requires the 'admin' role")
         return fn(*args, **kwargs)
 
+    _mark_role(wrapper, "admin")
     return wrapper  # type: ignore[return-value]
+
+
+def _mark_role(wrapper: Any, role: str) -> None:
+    """Record the role check in the function's flask-smorest doc: it documents a 403."""
+    wrapper._apidoc = {**getattr(wrapper, "_apidoc", {}), "bms_role": role}
 
 
 def writer(fn: F) -> F:
@@ -116,4 +122,5 @@ def writer(fn: F) -> F:
             raise Forbidden("the 'reader' role may not change anything")
         return fn(*args, **kwargs)
 
+    _mark_role(wrapper, "writer")
     return wrapper  # type: ignore[return-value]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import http
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import wraps
 from typing import Any
 
 import flask_smorest
@@ -13,11 +15,16 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate
 from sqlalchemy.orm import Session
 from webargs import core as webargs_core
 from webargs.flaskparser import FlaskParser, is_json_request
+from werkzeug.exceptions import BadRequest
 
 from portal.api.bodies import UnsupportedMediaType
 from portal.api.fields import text
 from portal.core.errors import Invalid
 from portal.services.context import Context
+
+# The largest value of an INTEGER column (PostgreSQL int4): a bound for every integer field
+# stored in one, so the document states it and the database never overflows (a 500).
+DB_INT_MAX = 2**31 - 1
 
 
 class _StrictParser(FlaskParser):
@@ -41,16 +48,127 @@ class _StrictParser(FlaskParser):
         return req.get_json()
 
 
+def require_body(*media_types: str) -> None:
+    """A request with a body schema must carry a body, of a media type the operation reads:
+    400 without one (webargs would load an empty body as ``{}``), 415 for another type."""
+    if not request.get_data(cache=True):
+        raise BadRequest(f"a request body ({' or '.join(media_types)}) is required")
+    if not any(request.mimetype == t or request.mimetype.endswith("+json") for t in media_types):
+        raise UnsupportedMediaType(request.mimetype or None, " or ".join(media_types))
+
+
+def documented_errors(
+    doc: dict[str, Any], doc_info: dict[str, Any], method: str, has_path_params: bool
+) -> list[int]:
+    """The error statuses an operation can answer, each documented with a problem body.
+
+    Every /v1 operation authenticates (401) and may be throttled (429); role-checked ones
+    answer 403; those with path parameters, arguments (a marker, a referenced id) or a body
+    404 and 422; writes 409 (state, locks, duplicates); those with a body 400 and 415."""
+    statuses = {401, 429}
+    if doc_info.get("bms_role"):
+        statuses.add(403)
+    arguments = doc_info.get("arguments", {}).get("parameters", [])
+    has_body = "requestBody" in doc or "requestBody" in doc_info.get("manual_doc", {})
+    if has_path_params or arguments or has_body:
+        statuses |= {404, 422}
+    if method not in ("get", "head"):
+        statuses |= {404, 409, 422}
+    if has_body:
+        statuses |= {400, 415}
+    return sorted(statuses)
+
+
+def _typed(field: fields.Field, kind: type | tuple[type, ...], name: str) -> None:
+    load = field._deserialize
+
+    def typed_load(value: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(value, bool) is not (kind is bool) or not isinstance(value, kind):
+            raise ValidationError(f"not a JSON {name}")
+        return load(value, *args, **kwargs)
+
+    field._deserialize = typed_load  # type: ignore[method-assign]
+
+
+def strict_json(schema: Schema, seen: set[int] | None = None) -> Schema:
+    """Make a body schema take JSON as typed, as the OpenAPI document says: an integer field
+    refuses ``2.5``, ``"2"`` and ``true``, a boolean field ``0`` and ``"yes"`` (marshmallow
+    coerces them). Only body schemas: query strings are text and are still converted."""
+    seen = seen if seen is not None else set()
+    if id(schema) in seen:
+        return schema
+    seen.add(id(schema))
+    stack: list[fields.Field] = list(schema.fields.values())
+    while stack:
+        field = stack.pop()
+        if isinstance(field, fields.Boolean):
+            _typed(field, bool, "boolean")
+        elif isinstance(field, fields.Integer):
+            _typed(field, int, "integer")
+        elif isinstance(field, fields.Nested) and isinstance(field.schema, Schema):
+            strict_json(field.schema, seen)
+        elif isinstance(field, fields.List):
+            stack.append(field.inner)
+        elif isinstance(field, fields.Dict) and field.value_field is not None:
+            stack.append(field.value_field)
+    return schema
+
+
 class Blueprint(flask_smorest.Blueprint):
     ARGUMENTS_PARSER = _StrictParser()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._prepare_doc_cbks.append(self._prepare_problem_doc)
 
     def arguments(self, schema: Any, *args: Any, **kwargs: Any) -> Any:
         """As flask-smorest's, with one schema instance for every request: given a schema
         class, webargs builds a new instance (and its nested schemas) per request, ~0.3 ms
-        for ``NodeCreate``. Schemas keep no per-request state, so one instance serves all."""
+        for ``NodeCreate``. Schemas keep no per-request state, so one instance serves all.
+
+        A JSON body is required (``requestBody.required``): a request without one is a 400,
+        one of another media type a 415, before webargs reads it; its values are taken as
+        typed (``strict_json``)."""
         if isinstance(schema, type):
             schema = schema()
-        return super().arguments(schema, *args, **kwargs)
+        if kwargs.get("location", "json") != "json":
+            return super().arguments(schema, *args, **kwargs)
+        inner = super().arguments(strict_json(schema), *args, **kwargs)
+
+        def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
+            parsed = inner(func)
+
+            @wraps(parsed)
+            def wrapper(*f_args: Any, **f_kwargs: Any) -> Any:
+                require_body("application/json")
+                return parsed(*f_args, **f_kwargs)
+
+            return wrapper
+
+        return decorator
+
+    def register_views_in_doc(self, api: Any, app: Any, spec: Any, **kwargs: Any) -> None:
+        # Tell _prepare_problem_doc which operations have path parameters (a 404 each).
+        for endpoint, info in self._docs.items():
+            rule = next(app.url_map.iter_rules(f"{self.name}.{endpoint}"))
+            for key, op_info in info.items():
+                if key != "parameters":
+                    op_info["bms_path_params"] = bool(rule.arguments)
+        super().register_views_in_doc(api, app, spec, **kwargs)
+
+    @staticmethod
+    def _prepare_problem_doc(
+        doc: dict[str, Any], doc_info: dict[str, Any], *, method: str, **kwargs: Any
+    ) -> dict[str, Any]:
+        """Document every error response of every operation (see ``documented_errors``)."""
+        role = doc_info.get("bms_role")
+        if role:  # who may call it: "admin" (admins only) or "writer" (admins and members)
+            doc["x-required-role"] = role
+        path_params = bool(doc_info.get("bms_path_params"))
+        responses = doc.setdefault("responses", {})
+        for status in documented_errors(doc, doc_info, method, path_params):
+            responses.setdefault(status, http.HTTPStatus(status).name)
+        return doc
 
 
 def ctx() -> Context:

@@ -10,7 +10,7 @@ from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.orm import Session
 
 from portal.api.fields import Int64
-from portal.core.errors import Invalid
+from portal.core.errors import Invalid, NotFound
 
 MAX_LIMIT = 1000
 
@@ -20,6 +20,11 @@ class ListArgs(Schema):
     marker = fields.String(metadata={"description": "id of the last item of the previous page"})
     sort_key = fields.String()
     sort_dir = fields.String(load_default="asc", validate=validate.OneOf(["asc", "desc"]))
+
+
+def sort_keys(*keys: str) -> fields.String:
+    """A list's ``sort_key`` argument: one of ``keys`` (the OpenAPI document lists them)."""
+    return fields.String(validate=validate.OneOf(keys))
 
 
 def page(
@@ -50,7 +55,8 @@ def page(
         lookup = scope.with_only_columns(col) if scope is not None else select(col)
         row = s.execute(lookup.where(pk == marker)).first()
         if row is None:
-            raise Invalid(f"marker '{marker}' not found", field="marker")
+            detail = f"marker '{marker}' not found"
+            raise NotFound(detail, errors=[{"field": "marker", "message": detail}])
         value = row[0]
         after = (col < value) if desc else (col > value)
         same = and_(col == value, (pk < marker) if desc else (pk > marker))

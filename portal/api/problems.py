@@ -6,12 +6,32 @@ import logging
 from typing import Any
 
 from flask import Response, json
+from marshmallow import INCLUDE, Schema, fields
 from werkzeug.exceptions import HTTPException
 
 from portal.core.errors import DomainError
 
 log = logging.getLogger(__name__)
 CONTENT_TYPE = "application/problem+json"
+
+
+class ProblemError(Schema):
+    field = fields.String(metadata={"description": "the field, dotted for nested ones"})
+    location = fields.String(metadata={"description": "json, query, path or header"})
+    message = fields.String()
+
+
+class Problem(Schema):
+    """An RFC 9457 problem body; some problems add members (e.g. ``state``, ``allowed``)."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    type = fields.String(required=True)
+    title = fields.String(required=True)
+    status = fields.Integer(required=True)
+    detail = fields.String(required=True)
+    errors = fields.List(fields.Nested(ProblemError))
 
 
 def problem(status: int, title: str, detail: str, **extra: Any) -> Response:
@@ -49,6 +69,9 @@ def from_http_exception(error: HTTPException) -> Response:
         return problem(status, error.name, detail, errors=errors)
     detail = data.get("message") or error.description or error.name
     resp = problem(status, error.name, str(detail))
+    for name, value in error.get_headers():  # e.g. a 405's Allow (the methods of the path)
+        if name.lower() != "content-type":
+            resp.headers[name] = value
     if status == 401:
         resp.headers["WWW-Authenticate"] = 'Bearer realm="bms", X-Auth-Token'
     return resp

@@ -3,7 +3,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from portal.api.fields import text
-from portal.api.pagination import ListArgs
+from portal.api.pagination import ListArgs, sort_keys
 
 NAME = text(
     "letters, digits, '_', '.', ':' and '-', starting with a letter or digit",
@@ -55,4 +55,5 @@ class AggregateList(Schema):
 
 
 class AggregateListArgs(ListArgs):
+    sort_key = sort_keys("created_at", "name")
     availability_zone = fields.String()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from portal.api.fields import INT32_MAX, MAX_RAM_MB, Int64, NonNegative, text
-from portal.api.pagination import ListArgs
+from portal.api.pagination import ListArgs, sort_keys
 
 RESOURCE_CLASS = text("letters, digits, '_', '.' and '-'", max=80, pattern=r"^[A-Za-z0-9_.-]*$")
 
@@ -56,6 +56,7 @@ class FlavorList(Schema):
 
 
 class FlavorListArgs(ListArgs):
+    sort_key = sort_keys("created_at", "name", "vcpus", "ram_mb")
     resource_class = fields.String()
     is_public = fields.Boolean()
     min_vcpus = NonNegative(max=INT32_MAX)

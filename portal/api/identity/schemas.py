@@ -3,7 +3,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from portal.api.fields import INT32_MAX, Int64, text
-from portal.api.pagination import ListArgs
+from portal.api.pagination import ListArgs, sort_keys
 from tenants.roles import ROLES
 
 NAME = text(
@@ -51,7 +51,12 @@ class UserList(Schema):
     next = fields.String(allow_none=True)
 
 
+class ProjectListArgs(ListArgs):
+    sort_key = sort_keys("created_at", "name")
+
+
 class UserListArgs(ListArgs):
+    sort_key = sort_keys("created_at", "name")
     project_id = fields.String()
 
 

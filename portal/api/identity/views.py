@@ -12,6 +12,7 @@ from portal.api.common import Blueprint, ctx, tx
 from portal.api.identity.schemas import (
     ProjectCreate,
     ProjectList,
+    ProjectListArgs,
     ProjectOut,
     QuotaOut,
     QuotaUpdate,
@@ -22,7 +23,7 @@ from portal.api.identity.schemas import (
     UserListArgs,
     UserOut,
 )
-from portal.api.pagination import ListArgs, page
+from portal.api.pagination import page
 from portal.core.errors import Invalid, NotFound
 from portal.services import identity as svc
 from portal.services.lookup import get_or_404
@@ -38,7 +39,7 @@ blp.before_request(authenticate)
 @blp.route("/projects")
 class Projects(MethodView):
     @admin_only
-    @blp.arguments(ListArgs, location="query")
+    @blp.arguments(ProjectListArgs, location="query")
     @blp.response(200, ProjectList)
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """List projects (tenants)."""

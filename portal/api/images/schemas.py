@@ -5,7 +5,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from portal.api.fields import MAX_RAM_MB, Int64
-from portal.api.pagination import ListArgs
+from portal.api.pagination import ListArgs, sort_keys
 from portal.core.imageformat import DISK_FORMATS
 
 VISIBILITY = ("public", "private", "shared", "community")
@@ -83,6 +83,7 @@ class ImageList(Schema):
 
 
 class ImageListArgs(ListArgs):
+    sort_key = sort_keys("created_at", "name", "size")
     name = fields.String()
     visibility = fields.String(validate=validate.OneOf(VISIBILITY))
     status = fields.String(validate=validate.OneOf(["queued", "saving", "active"]))

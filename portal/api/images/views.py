@@ -90,9 +90,10 @@ class ImageFile(MethodView):
     @blp.response(200, ImageOut)
     @blp.doc(
         requestBody={
+            "required": True,
             "content": {
                 "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
-            }
+            },
         }
     )
     def put(self, image_id: str) -> Image:
@@ -102,7 +103,7 @@ class ImageFile(MethodView):
         return svc.upload(ctx(), image_id, request.stream, principal())  # type: ignore[arg-type]
 
     @blp.response(200)
-    @blp.doc(responses={"200": {"content": {"application/octet-stream": {}}}})
+    @blp.doc(responses={"200": {"content": {"application/octet-stream": {}}}, 409: "CONFLICT"})
     def get(self, image_id: str) -> Response:
         """Download the image's bytes (streamed, with Range support)."""
         with tx() as s:

@@ -8,7 +8,7 @@ from flask import g
 from marshmallow import Schema, fields, validate
 
 from portal.api.fields import text
-from portal.api.pagination import ListArgs
+from portal.api.pagination import ListArgs, sort_keys
 from portal.core.states import INSTANCE_FSM
 
 
@@ -102,6 +102,7 @@ class InstanceList(Schema):
 
 
 class InstanceListArgs(ListArgs):
+    sort_key = sort_keys("created_at", "name", "status")
     status = fields.String(validate=validate.OneOf(sorted(INSTANCE_FSM.states)))
     name = fields.String()
     project_id = fields.String(metadata={"description": "admins only"})

@@ -3,7 +3,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from portal.api.fields import text
-from portal.api.pagination import ListArgs
+from portal.api.pagination import ListArgs, sort_keys
 
 
 class KeypairCreate(Schema):
@@ -32,4 +32,5 @@ class KeypairList(Schema):
 
 
 class KeypairListArgs(ListArgs):
+    sort_key = sort_keys("created_at", "name")
     name = fields.String()

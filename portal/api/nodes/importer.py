@@ -41,19 +41,66 @@ def parse(content: bytes, content_type: str, max_rows: int) -> list[dict[str, An
         reader = csv.DictReader(io.StringIO(text))
         raw = list(itertools.islice(reader, max_rows + 1))  # stops reading one past the limit
         _check_rows(len(raw), max_rows)
-        return [_csv_row(r) for r in raw]
+        rows = [_csv_row(r) for r in raw]
+        if not rows:
+            raise Invalid(
+                "no rows: expected a CSV header line, then one line per node", field="body"
+            )
+        return rows
     mime = content_type.partition(";")[0].strip().lower()
     if mime != "application/json" and not mime.endswith("+json"):
         raise UnsupportedMediaType(mime, "application/json or text/csv")
     depth = getattr(current_app.json, "max_depth", None) if has_app_context() else None
     doc = load_json(text, depth or DEFAULT_MAX_DEPTH)  # bounded depth, no NUL, no surrogates
-    rows = doc.get("nodes") if isinstance(doc, dict) else doc
-    if not isinstance(rows, list):
+    found = doc.get("nodes") if isinstance(doc, dict) else doc
+    if not isinstance(found, list):
         raise Invalid('expected a list of node objects, or {"nodes": [...]}', field="body")
-    _check_rows(len(rows), max_rows)
-    if not all(isinstance(r, dict) for r in rows):
+    _check_rows(len(found), max_rows)
+    if not all(isinstance(r, dict) for r in found):
         raise Invalid('expected a list of node objects, or {"nodes": [...]}', field="body")
-    return rows
+    if not found:
+        raise Invalid("no rows: the list of nodes is empty", field="body")
+    return found
+
+
+# The request body as the OpenAPI document shows it: rows are objects read as NodeCreate,
+# but a row that is not a valid NodeCreate is reported in its result (200), not refused.
+ROW = {"type": "object", "description": "a node, as for POST /v1/nodes (NodeCreate)"}
+REQUEST_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "oneOf": [
+                    {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": ROW,
+                    },
+                    {
+                        "type": "object",
+                        "required": ["nodes"],
+                        "properties": {
+                            "nodes": {
+                                "type": "array",
+                                "minItems": 1,
+                                "items": ROW,
+                            }
+                        },
+                    },
+                ]
+            }
+        },
+        "text/csv": {
+            "schema": {
+                "type": "string",
+                "description": "a header line (name, driver, driver_info.ipmi_address, ...), "
+                "then one line per node",
+                "pattern": "^[^\\r\\n]+\\r?\\n[^\\r\\n]*[^\\s,]",
+            }
+        },
+    },
+}
 
 
 def _check_rows(count: int, max_rows: int) -> None:

@@ -8,10 +8,13 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from portal.api.common import PatchOp
 from portal.api.fields import MAX_RAM_MB, Int64, text
-from portal.api.pagination import ListArgs
+from portal.api.pagination import ListArgs, sort_keys
 from portal.core.states import NODE_FSM, POWER_TARGETS
+from portal.services import nodes as node_service
 from portal.services.nodes import redacted_info
+from workers.drivers.base import enabled_drivers
 
 MAC = validate.Regexp(
     r"^([0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}$",
@@ -71,14 +74,18 @@ def _no_uuid_name(name: str | None) -> None:
 class NodeBase(Schema):
     name = fields.String(allow_none=True, validate=[*NAME, _no_uuid_name])
     resource_class = fields.String(validate=text(WORD, max=80, pattern=r"^[A-Za-z0-9_.-]*$"))
-    driver = fields.String(validate=validate.Length(min=1, max=40))
+    driver = fields.String(validate=validate.OneOf(enabled_drivers()))
     driver_info = fields.Dict(keys=fields.String(), values=fields.Raw())
     properties = fields.Nested(Properties)
     capabilities = fields.Dict(
         keys=fields.String(validate=text(WORD, max=255, pattern=r"^[A-Za-z0-9_.-]*$")),
         values=fields.String(validate=validate.Length(max=255)),
     )
-    traits = fields.List(fields.String(validate=TRAIT), validate=validate.Length(max=50))
+    traits = fields.List(
+        fields.String(validate=TRAIT),
+        validate=validate.Length(max=50),
+        metadata={"uniqueItems": True},
+    )
     owner = fields.String(
         allow_none=True, metadata={"description": "project id the node is dedicated to"}
     )
@@ -100,6 +107,18 @@ class NodeCreate(NodeBase):
 
 class NodePatchable(NodeBase):
     """What PATCH may change: the create fields, minus ports (managed at /v1/ports)."""
+
+
+class NodePatchOp(PatchOp):
+    """A JSON Patch operation on a node: its path starts with a patchable field."""
+
+    path = fields.String(
+        required=True,
+        validate=validate.Regexp(
+            rf"^/({'|'.join(sorted(NodePatchable().fields))})(/[^/]*)*$",
+            error="not a patchable field: " + ", ".join(sorted(NodePatchable().fields)),
+        ),
+    )
 
 
 class DriverInfoOut(fields.Field):
@@ -285,7 +304,14 @@ class NodeList(Schema):
     next = fields.String(allow_none=True)
 
 
+class ImportArgs(Schema):
+    atomic = fields.Boolean(
+        load_default=False, metadata={"description": "one bad row rejects the whole file"}
+    )
+
+
 class NodeListArgs(ListArgs):
+    sort_key = sort_keys("created_at", "name", "provision_state", "resource_class", "updated_at")
     provision_state = fields.String(validate=validate.OneOf(sorted(NODE_FSM.states)))
     resource_class = fields.String()
     maintenance = fields.Boolean()
@@ -296,8 +322,10 @@ class NodeListArgs(ListArgs):
 
 
 class ProvisionBody(Schema):
+    # "deploy" is listed so that it gets its own answer (409: deploy through instances).
     target = fields.String(
         required=True,
+        validate=validate.OneOf([*node_service.ACTIONS, "deploy"]),
         metadata={"description": "manage | provide | inspect | undeploy"},
     )
 
@@ -377,5 +405,6 @@ class PortList(Schema):
 
 
 class PortListArgs(ListArgs):
+    sort_key = sort_keys("created_at", "address")
     node = fields.String()
-    address = fields.String()
+    address = fields.String(validate=MAC)

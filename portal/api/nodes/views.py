@@ -7,11 +7,13 @@ from typing import Any
 from flask import current_app, request
 from flask.views import MethodView
 from sqlalchemy import select
+from werkzeug.routing import BaseConverter
 
 from portal.api.auth import admin_only, authenticate, principal
-from portal.api.common import Blueprint, PatchOp, apply_patch, ctx, tx
+from portal.api.common import Blueprint, apply_patch, ctx, require_body, tx
 from portal.api.nodes import importer
 from portal.api.nodes.schemas import (
+    ImportArgs,
     ImportResult,
     InventoryOut,
     LockBreakArgs,
@@ -21,6 +23,7 @@ from portal.api.nodes.schemas import (
     NodeListArgs,
     NodeOut,
     NodePatchable,
+    NodePatchOp,
     PortCreate,
     PortList,
     PortListArgs,
@@ -106,26 +109,40 @@ class Nodes(MethodView):
 @blp.route("/nodes/import")
 class NodeImport(MethodView):
     @admin_only
+    @blp.arguments(ImportArgs, location="query")
     @blp.response(200, ImportResult)
-    @blp.doc(
-        requestBody={"content": {"application/json": {}, "text/csv": {}}},
-        parameters=[{"in": "query", "name": "atomic", "schema": {"type": "boolean"}}],
-    )
-    def post(self) -> dict[str, Any]:
+    @blp.doc(requestBody=importer.REQUEST_BODY)
+    def post(self, args: dict[str, Any]) -> dict[str, Any]:
         """Bulk enroll from a JSON list or a CSV file: a result per row."""
+        require_body("application/json", "text/csv")
         rows = importer.parse(
             request.get_data(),
             request.content_type or "application/json",
             max_rows=ctx().settings.max_import_rows,
         )
-        atomic = request.args.get("atomic", "false").lower() in ("1", "true", "yes")
         with tx() as s:
-            return importer.import_rows(ctx(), s, rows, principal(), atomic=atomic)
+            return importer.import_rows(ctx(), s, rows, principal(), atomic=args["atomic"])
 
 
-@blp.route("/nodes/<ident>")
+class NodeIdent(BaseConverter):
+    """A node's uuid or name, but not ``import``: /v1/nodes/import is the bulk import, so a
+    PATCH or DELETE there is a 405 (not a node lookup)."""
+
+    regex = "(?!import$)[^/]+"
+
+
+def node_ident_schema(_converter: Any) -> dict[str, Any]:
+    return {"type": "string", "not": {"enum": ["import"]}}
+
+
+# /v1/nodes/import matches this path too: any method but its POST there is a 405.
+IMPORT_IS_NOT_A_NODE = {405: "METHOD_NOT_ALLOWED"}
+
+
+@blp.route("/nodes/<node_ident:ident>")
 class NodeItem(MethodView):
     @admin_only
+    @blp.doc(responses=IMPORT_IS_NOT_A_NODE)
     @blp.response(200, NodeOut)
     def get(self, ident: str) -> Node:
         """Show a node, by uuid or name."""
@@ -133,7 +150,8 @@ class NodeItem(MethodView):
             return node_by_ident(s, ident)
 
     @admin_only
-    @blp.arguments(PatchOp(many=True))
+    @blp.doc(responses=IMPORT_IS_NOT_A_NODE)
+    @blp.arguments(NodePatchOp(many=True))
     @blp.response(200, NodeOut)
     def patch(self, ops: list[dict[str, Any]], ident: str) -> Node:
         """Change fields with a JSON Patch (add / replace / remove)."""
@@ -145,6 +163,7 @@ class NodeItem(MethodView):
             return svc.update_node(ctx(), s, node, changes, principal())
 
     @admin_only
+    @blp.doc(responses=IMPORT_IS_NOT_A_NODE)
     @blp.response(204)
     def delete(self, ident: str) -> None:
         """Delete a node that holds no instance and is not busy."""
@@ -227,6 +246,7 @@ class NodeValidate(MethodView):
 class NodeSensors(MethodView):
     @admin_only
     @blp.response(200, SensorsOut)
+    @blp.doc(responses={502: "BAD_GATEWAY", 504: "GATEWAY_TIMEOUT"})
     def get(self, ident: str) -> dict[str, Any]:
         """Read temperatures, fans and power from the BMC now (through a worker).
 

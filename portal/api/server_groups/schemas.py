@@ -3,7 +3,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from portal.api.fields import text
-from portal.api.pagination import ListArgs
+from portal.api.pagination import ListArgs, sort_keys
 from portal.core.models.placement import POLICIES, SCOPES
 
 
@@ -38,4 +38,5 @@ class ServerGroupList(Schema):
 
 
 class ServerGroupListArgs(ListArgs):
+    sort_key = sort_keys("created_at", "name")
     name = fields.String()
