@@ -15,9 +15,8 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate
 from sqlalchemy.orm import Session
 from webargs import core as webargs_core
 from webargs.flaskparser import FlaskParser, is_json_request
-from werkzeug.exceptions import BadRequest
 
-from portal.api.bodies import UnsupportedMediaType
+from portal.api.bodies import BadInput, UnsupportedMediaType
 from portal.api.fields import text
 from portal.core.errors import Invalid
 from portal.services.context import Context
@@ -52,7 +51,8 @@ def require_body(*media_types: str) -> None:
     """A request with a body schema must carry a body, of a media type the operation reads:
     400 without one (webargs would load an empty body as ``{}``), 415 for another type."""
     if not request.get_data(cache=True):
-        raise BadRequest(f"a request body ({' or '.join(media_types)}) is required")
+        wanted = " or ".join(media_types)
+        raise BadInput(f"a request body ({wanted}) is required", "body", status=400)
     if not any(request.mimetype == t or request.mimetype.endswith("+json") for t in media_types):
         raise UnsupportedMediaType(request.mimetype or None, " or ".join(media_types))
 

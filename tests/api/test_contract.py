@@ -151,7 +151,7 @@ def test_integers_are_bounded_by_the_database_column(client, world, spec) -> Non
     r = client.post("/v1/flavors", json=body, headers=world.admin)
     assert r.status_code == 422 and r.json["errors"][0]["field"] == "ram_mb"
     flavor = spec["components"]["schemas"]["FlavorCreate"]["properties"]["ram_mb"]
-    assert flavor["maximum"] == 2**31 - 1
+    assert flavor["maximum"] <= 2**31 - 1
     r = client.post(
         "/v1/nodes", json=node_body(1, properties={"memory_mb": 2**31}), headers=world.admin
     )

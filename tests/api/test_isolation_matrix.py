@@ -150,6 +150,7 @@ FACTORIES: dict[str, Callable[[Ids], dict[str, str]]] = {
     "/v1/nodes/{ident}/states/provision": lambda i: {"ident": i["node"]},
     "/v1/nodes/{ident}/states/power": lambda i: {"ident": i["node"]},
     "/v1/nodes/{ident}/maintenance": lambda i: {"ident": i["node"]},
+    "/v1/nodes/{ident}/lock": lambda i: {"ident": i["node"]},
     "/v1/nodes/{ident}/validate": lambda i: {"ident": i["node"]},
     "/v1/nodes/{ident}/sensors": lambda i: {"ident": i["node"]},
     "/v1/nodes/{ident}/inventory": lambda i: {"ident": i["node"]},

@@ -188,7 +188,6 @@ class NodeLock(MethodView):
     @admin_only
     @blp.arguments(LockBreakArgs, location="query")
     @blp.response(200, NodeOut)
-    @blp.alt_response(409, description="Not locked, or locked by a live worker (no force)")
     def delete(self, args: dict[str, Any], ident: str) -> Node:
         """Break the node's lock (its worker died): recorded as ``node.lock_broken``.
 
