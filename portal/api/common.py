@@ -64,7 +64,8 @@ def documented_errors(
 
     Every /v1 operation authenticates (401) and may be throttled (429); role-checked ones
     answer 403; those with path parameters, arguments (a marker, a referenced id) or a body
-    404 and 422; writes 409 (state, locks, duplicates); those with a body 400 and 415."""
+    404 and 422; writes, and lookups by a name several resources share, 409 (state, locks,
+    duplicates); those with a body 400, 408 (stalled), 413 (too large) and 415."""
     statuses = {401, 429}
     if doc_info.get("bms_role"):
         statuses.add(403)
@@ -72,10 +73,12 @@ def documented_errors(
     has_body = "requestBody" in doc or "requestBody" in doc_info.get("manual_doc", {})
     if has_path_params or arguments or has_body:
         statuses |= {404, 422}
+    if has_path_params:
+        statuses.add(409)  # a name shared by several resources (images): use an id
     if method not in ("get", "head"):
         statuses |= {404, 409, 422}
     if has_body:
-        statuses |= {400, 415}
+        statuses |= {400, 408, 413, 415}
     return sorted(statuses)
 
 
