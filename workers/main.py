@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
 import socket
 import time
+from typing import Any
 
 from rq import SimpleWorker, Worker
 from rq.worker import BaseWorker
@@ -24,7 +26,33 @@ def worker_name() -> str:
     return f"bms-{socket.gethostname()}-{os.getpid()}"
 
 
-WORKER_CLASSES: dict[str, type[BaseWorker]] = {"inline": SimpleWorker, "fork": Worker}
+class ForkWorker(Worker):
+    """RQ's forking worker whose work horse dies with it: a ``kill -9``'d worker must not
+    leave a horse behind that goes on writing to a node the reconciler has moved on."""
+
+    def main_work_horse(self, job: Any, queue: Any) -> None:
+        die_with_parent(signal.SIGKILL)
+        super().main_work_horse(job, queue)
+
+
+WORKER_CLASSES: dict[str, type[BaseWorker]] = {"inline": SimpleWorker, "fork": ForkWorker}
+
+
+def _scheduler_dies_with_worker() -> None:
+    """RQ forks its scheduler process from the worker (``with_scheduler``) and offers no
+    hook for it: wrap its entry point so that it, too, dies with a ``kill -9``'d worker."""
+    import rq.scheduler as rq_scheduler
+
+    original = rq_scheduler.run
+    if getattr(original, "bms_wrapped", False):
+        return
+
+    def run(scheduler: Any) -> None:
+        die_with_parent(signal.SIGTERM)
+        original(scheduler)
+
+    run.bms_wrapped = True  # type: ignore[attr-defined]
+    rq_scheduler.run = run
 
 
 def run_worker(burst: bool = False, name: str | None = None, mode: str | None = None) -> bool:
@@ -58,6 +86,7 @@ def run_worker(burst: bool = False, name: str | None = None, mode: str | None = 
     # Connections are opened per process; drop any inherited pool before RQ forks horses.
     ctx.db.dispose()
     worker_class = WORKER_CLASSES[mode]
+    _scheduler_dies_with_worker()
     name = name or worker_name()
     worker = worker_class([ctx.queue], connection=ctx.redis, name=name)
     # The lease is taken before the first job can take a node lock, and renewed by a

@@ -94,7 +94,7 @@ class Workers:
         self.var = var
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def spawn(self, count: int, reconcile: bool = False) -> None:
+    def spawn(self, count: int, reconcile: bool = False, mode: str = "inline") -> None:
         env = {
             **os.environ,
             "BMS_WORKER_LEASE": str(LEASE),
@@ -108,7 +108,7 @@ class Workers:
             log = open(self.var / f"worker-{len(self.procs)}.log", "wb")  # noqa: SIM115
             self.procs.append(
                 subprocess.Popen(
-                    [*argv, "--reconcile" if reconcile else "--no-reconcile"],
+                    [*argv, "--mode", mode, "--reconcile" if reconcile else "--no-reconcile"],
                     env=env,
                     stdout=log,
                     stderr=subprocess.STDOUT,
@@ -186,7 +186,9 @@ def test_kill_9_mid_operation_then_restart_recovers_everything(
     for key, nid in role.items():
         _set_delay(ctx, nid, DELAY[key])
 
-    # Now four operations at once, each on its own worker.
+    # Now four operations at once, each on its own worker (a job that finds nothing to do
+    # may hold a node's lock for an instant: wait for every node to be free first).
+    _wait(lambda: not any(n.reservation for n in _nodes(ctx, ids).values()), 10, "no lock")
     with ctx.session() as s:
         built = instances.create(
             ctx, s, {"name": "built", "flavor": w.flavor, "image": w.image}, _who(s)
@@ -195,7 +197,10 @@ def test_kill_9_mid_operation_then_restart_recovers_everything(
         nodes.provision(ctx, s, s.get_one(Node, role["clean"]), "provide", admin)
         nodes.provision(ctx, s, s.get_one(Node, role["inspect"]), "inspect", admin)
 
+    from tests.integration.test_up import _alive, _descendants
+
     killed: dict[str, int] = {}
+    orphans: set[int] = set()
 
     def kill_holders_mid_way() -> bool:
         for key, node in ((k, _nodes(ctx, [role[k]])[role[k]]) for k in role):
@@ -204,6 +209,7 @@ def test_kill_9_mid_operation_then_restart_recovers_everything(
             if key == "deploy" and (node.driver_internal_info or {}).get("plan_step", 0) < 2:
                 continue  # a few steps in
             pid = _holder_pid(node.reservation)
+            orphans.update(_descendants(pid))  # RQ's scheduler process, if it runs one
             os.kill(pid, signal.SIGKILL)
             killed[key] = pid
         return len(killed) == len(role)
@@ -213,6 +219,7 @@ def test_kill_9_mid_operation_then_restart_recovers_everything(
     for p in workers.procs:
         if p.pid in killed.values():
             p.wait(5)
+    _wait(lambda: not _alive(orphans), 5, "the killed workers' children gone with them")
     stuck = _nodes(ctx, list(role.values()))
     assert all(n.reservation for n in stuck.values()), "killed while holding the lock"
     workers.spawn(1, reconcile=True)  # the stack restarted
@@ -257,3 +264,37 @@ def test_kill_9_mid_operation_then_restart_recovers_everything(
     assert len(claims) == len(set(claims)) == 2
     assert {i for _, i in claims} == {built, doomed}
     assert all(p.poll() is None for p in workers.procs if p.pid not in killed.values())
+
+
+def test_a_fork_mode_work_horse_dies_with_its_worker(ctx: Any, workers: Workers) -> None:
+    """``--mode fork``: the horse running the job gets PR_SET_PDEATHSIG, so a ``kill -9`` of
+    its worker does not leave it cleaning a node that the reconciler then moves on."""
+    from tests.integration.test_up import _alive, _descendants
+
+    admin = identity.SYSTEM
+    with ctx.session() as s:
+        node_id = nodes.create_node(ctx, s, node_body(0), admin).id
+        nodes.provision(ctx, s, s.get_one(Node, node_id), "manage", admin)
+    workers.spawn(1, mode="fork")
+    _wait(lambda: _in(ctx, [node_id], "manageable"), 60, "manageable")
+    _set_delay(ctx, node_id, 1.0)
+    with ctx.session() as s:
+        nodes.provision(ctx, s, s.get_one(Node, node_id), "provide", admin)
+    holder = _wait(lambda: _nodes(ctx, [node_id])[node_id].reservation, 30, "the cleaning")
+    worker = _holder_pid(holder)
+    horses = _wait(lambda: set(_descendants(worker)), 10, "the work horse")
+    os.kill(worker, signal.SIGKILL)
+    try:
+        _wait(lambda: not _alive(horses), 5, "the horse gone with its worker")
+    except AssertionError:
+        from tests.integration.test_up import _table
+
+        t = _table()
+        raise AssertionError({p: t.get(p) for p in _alive(horses)}) from None
+    died = time.monotonic()
+    workers.spawn(1, reconcile=True)
+    _wait(lambda: _in(ctx, [node_id], "available"), BOUND, "the cleaning resumed")
+    print(
+        f"\nfork-mode crash [{ctx.settings.database_url.split(':')[0]}]: "
+        f"recovered in {time.monotonic() - died:.1f} s"
+    )

@@ -68,7 +68,11 @@ def _alive(pids: set[int]) -> set[int]:
 
 def _workers(tree: dict[int, str], up: int) -> list[int]:
     table = _table()
-    return [p for p, cmd in tree.items() if "portal.cli worker" in cmd and table[p][0] == up]
+    return [
+        p
+        for p, cmd in tree.items()
+        if "portal.cli worker" in cmd and table.get(p, (0, ""))[0] == up
+    ]
 
 
 @pytest.fixture
