@@ -36,6 +36,7 @@ class ImageStore(Protocol):
     def path(self, image_id: str) -> Path | None: ...
     def open(self, image_id: str) -> Iterator[bytes]: ...
     def delete(self, image_id: str) -> None: ...
+    def discard_partial(self, image_id: str) -> None: ...
     def variant_path(self, image_id: str, variant: str) -> Path:
         """Where a copy derived from the image (e.g. its ``raw`` conversion) lives."""
         ...
@@ -83,6 +84,11 @@ class LocalImageStore:
         self._final(image_id).unlink(missing_ok=True)
         for derived in self.root.glob(f"{image_id}.*"):
             derived.unlink(missing_ok=True)
+
+    def discard_partial(self, image_id: str) -> None:
+        """Remove what an upload that died midway left (its ``.part`` file)."""
+        for part in self.root.glob(f".{image_id}.*.part"):
+            part.unlink(missing_ok=True)
 
     def variant_path(self, image_id: str, variant: str) -> Path:
         return self.root / f"{image_id}.{variant}"

@@ -12,7 +12,8 @@ thread of the worker process renews), never longer. Each run:
 - does the same for a transient node with no lock and no live job for
   ``BMS_LOCK_STALE_AFTER``;
 - fails nodes waiting for an agent with no sign of it for ``BMS_CALLBACK_TIMEOUT``;
-- enqueues the job again for a BUILD or DELETING instance whose job is gone.
+- enqueues the job again for a BUILD or DELETING instance whose job is gone;
+- puts an image left in `saving` by a dead API process back to `queued`.
 Safe to run in several processes at once: every change is a conditional update.
 """
 
@@ -25,12 +26,12 @@ from rq.job import Job, JobStatus
 from rq.job_lifecycle import record_job_failure
 from rq.registry import StartedJobRegistry
 from rq.utils import as_text, parse_composite_key
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from portal.core import locks
+from portal.core import events, locks
 from portal.core.db import utcnow
-from portal.core.models import AgentSession, Instance, Node
+from portal.core.models import AgentSession, Image, Instance, Node
 from portal.core.states import BUILD, INSTANCE_DELETING, NODE_TRANSIENT, NODE_WAITING, POWER_OFF
 from workers import lease
 from workers import queue as jobqueue
@@ -125,6 +126,7 @@ def reconcile() -> dict[str, int]:
             tally(recover(ctx, s, node, reason, ACTOR))
 
     _expire_waits(ctx, counts)
+    counts["uploads_requeued"] = _requeue_stale_uploads(ctx)
 
     with ctx.db.session() as s:
         pending = s.scalars(
@@ -142,6 +144,38 @@ def reconcile() -> dict[str, int]:
     if any(counts.values()):
         log.info("reconciler: %s", counts)
     return counts
+
+
+def _requeue_stale_uploads(ctx: WorkerContext) -> int:
+    """An image left in ``saving`` by an API process that died mid-upload (a live upload
+    shows progress every few seconds, a stalled client is cut off after the read timeout)
+    goes back to ``queued`` for another upload, and its partial file is removed."""
+    stale = utcnow() - timedelta(seconds=ctx.settings.upload_stale_after)
+    with ctx.db.session() as s:
+        requeued = s.execute(
+            update(Image)
+            .where(
+                Image.status == "saving",
+                func.coalesce(Image.updated_at, Image.created_at) < stale,
+            )
+            .values(status="queued", updated_at=utcnow())
+            .returning(Image.id, Image.owner)
+            .execution_options(synchronize_session=False)
+        ).all()
+        for image_id, owner in requeued:
+            events.record(
+                s,
+                "image.upload_failed",
+                "image",
+                image_id,
+                actor=ACTOR,
+                project_id=owner,
+                error=f"no upload progress for {ctx.settings.upload_stale_after:g} s "
+                "(the uploading API process died)",
+            )
+    for image_id, _owner in requeued:
+        ctx.image_store.discard_partial(image_id)
+    return len(requeued)
 
 
 def _node_busy(ctx: WorkerContext, s: Session, inst: Instance) -> bool:
