@@ -110,7 +110,7 @@ WORKER_CLASSES = ("gevent", "gthread")
     default="gevent",
     show_default=True,
     help="gevent: a slow client costs a greenlet, not a thread; gthread: only behind a "
-    "buffering reverse proxy (docs/reliability.md#resource-limits-slow-clients-offline-api-docs-ci)",
+    "buffering reverse proxy (docs/reliability.md)",
 )
 def api(bind: str, workers: int, worker_class: str) -> None:
     """Serve the API with gunicorn."""

@@ -1,5 +1,5 @@
 """Request limits: the most bytes a request body may have, per kind of request, and a
-client that stalls in the middle of its body answered 408 (docs/reliability.md#resource-limits-slow-clients-offline-api-docs-ci).
+client that stalls in the middle of its body answered 408 (docs/reliability.md).
 
 A body is refused from its ``Content-Length`` before a byte of it is read; a chunked body
 (no length) is read through a stream capped at the limit, so the refusal comes as soon as

@@ -34,7 +34,7 @@ class Settings:
     # Seconds a transient node with no lock, or a BUILD/DELETING instance, may go without
     # a live job before the reconciler acts (covers the commit-to-enqueue window).
     lock_stale_after: float = 30.0
-    # Worker liveness (docs/reliability.md#crash-safety-and-recovery): each worker renews a lease of
+    # Worker liveness (docs/reliability.md): each worker renews a lease of
     # worker_lease seconds every worker_heartbeat seconds; a lock holder or a started job
     # whose worker has no live lease is dead. An interrupted cleaning is resumed at most
     # clean_resumes times before the node goes to "clean failed".
@@ -64,7 +64,7 @@ class Settings:
     power_sync_timeout: float = 10.0
     power_sync_max_failures: int = 3
     power_sync_mode: str = "accept"
-    # Request limits (see docs/reliability.md#resource-limits-slow-clients-offline-api-docs-ci): body bytes per kind of request (JSON
+    # Request limits (see docs/reliability.md): body bytes per kind of request (JSON
     # bodies, node imports, image data), rows per import, and how long a client may stall
     # (the request head, then each read of its body or write of the answer).
     max_body_bytes: int = 1024 * 1024

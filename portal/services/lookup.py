@@ -1,6 +1,6 @@
 """Finding resources the caller may see: another tenant's resource is a 404, never a 403.
 
-One rule for references (docs/reliability.md#bad-input-and-error-consistency): a resource named in the URL that does
+One rule for references (docs/reliability.md): a resource named in the URL that does
 not exist, or is not visible, is a 404; one named in a request body (or a query filter) is a
 422 naming the field, since the URL's resource does exist. A name that matches several
 resources is a 409 listing their ids (``matches``), wherever it is used.

@@ -4,7 +4,7 @@ Every phase (examples, coverage, fuzzing, stateful) and every built-in check run
 fixed seed and deterministic generation, so a run is repeatable. The test fails on any
 5xx and on any contract violation (undocumented status or content type, a response that
 does not match its schema, an undeclared method not answered 405 with Allow, schema-invalid
-data accepted, schema-valid data refused...). See docs/reliability.md#the-openapi-contract.
+data accepted, schema-valid data refused...). See docs/reliability.md.
 
 Two checks are narrowed, not dropped (replaced by the wrappers below): ``not_a_server_error``
 lets through a 504 from the sensors read, which needs a worker and none runs here; and ``positive_data_acceptance`` also accepts a 422 whose
@@ -134,7 +134,7 @@ def run(app: Any, token: str) -> tuple[int, list[str], float]:
                 "max-examples": MAX_EXAMPLES,
                 "deterministic": True,
                 "database": "none",
-                # NUL is refused everywhere (422 naming the field, docs/reliability.md#bad-input-and-error-consistency):
+                # NUL is refused everywhere (422 naming the field, docs/reliability.md):
                 # PostgreSQL cannot store it. OpenAPI 3.0 has no way to say so for every
                 # string, so generated valid data leaves it out (invalid data still has it).
                 "allow-x00": False,

@@ -1,7 +1,7 @@
 """Crash test: ``kill -9`` of the workers holding nodes mid-deploy, mid-delete, mid-clean and
 mid-inspect, with a Redis server that outlives them (as in production), then the stack
 restarted (a fresh ``bms worker`` with its reconciler). Within the documented bound
-(docs/reliability.md#crash-safety-and-recovery) every node and instance must be stable and consistent: no
+(docs/reliability.md) every node and instance must be stable and consistent: no
 lock left, no node in a transient state, no node available while bound, the instances
 DELETED or ERROR as they should, each node claimed at most once.
 """

@@ -6,7 +6,7 @@ stall (a head trickled one byte at a time, a connection that sends nothing, a bo
 and never sent): normal requests must still answer within a second, and the server must
 close every stalled connection once its timeout has passed (the stalled body with a 408).
 With the previous gthread stack (2 workers x 4 threads), eight such connections stopped
-the API; see docs/reliability.md#resource-limits-slow-clients-offline-api-docs-ci for the figures.
+the API; see docs/reliability.md for the figures.
 """
 
 from __future__ import annotations
