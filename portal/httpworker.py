@@ -12,7 +12,7 @@ threaded worker, eight such clients stopped the default stack). Bounds on top of
 
 psycopg 3 waits cooperatively once gevent has patched ``select``; redis-py and
 ``requests`` use patched sockets; SQLite's wait for its write lock is made cooperative
-(``portal.core.db.cooperative_waits``).
+(``portal.core.db``, which sees gevent's patching).
 """
 
 from __future__ import annotations
@@ -31,13 +31,6 @@ class GeventWorker(_GeventWorker):
     def init_process(self) -> None:
         self.read_timeout = Settings.from_env().read_timeout
         super().init_process()  # patch(), then the app is loaded
-
-    def patch(self) -> None:
-        super().patch()
-        # Imported once gevent has patched threading (SQLAlchemy makes locks at import).
-        from portal.core import db
-
-        db.cooperative_waits()  # before the app makes its engines
 
     def handle(self, listener: Any, client: Any, addr: Any) -> None:
         # gunicorn's gevent worker makes the socket blocking with no timeout at all.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import sys
 import time
 import uuid as uuidlib
 from collections.abc import Iterator, Sequence
@@ -93,17 +94,15 @@ class TimestampMixin:
 
 # How long a SQLite writer waits for the write lock before "database is locked".
 SQLITE_BUSY_WAIT_S = 30.0
-# Set under gevent (``bms api``'s workers, portal.httpworker): SQLite's own wait for a lock
-# runs in C and would freeze every greenlet of the process (the lock's holder included, if
-# it is one of them), so BEGIN IMMEDIATE is retried in Python, with a sleep that yields.
-_cooperative = False
 
 
-def cooperative_waits() -> None:
-    """Wait for SQLite's write lock with ``time.sleep`` (patched by gevent), not in C.
-    Call before the first engine is made."""
-    global _cooperative
-    _cooperative = True
+def _cooperative() -> bool:
+    """Under gevent (``bms api``'s workers, portal.httpworker), SQLite's own wait for a lock
+    runs in C and would freeze every greenlet of the process (the lock's holder included,
+    if it is one of them), so BEGIN IMMEDIATE is retried in Python with a sleep that yields.
+    Read from the process's monkey-patching, not from a flag someone must remember to set."""
+    monkey = sys.modules.get("gevent.monkey")
+    return monkey is not None and bool(monkey.is_module_patched("time"))
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -111,7 +110,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # writers queue instead of failing with "database is locked".
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
-    busy_ms = 10 if _cooperative else int(SQLITE_BUSY_WAIT_S * 1000)
+    busy_ms = 10 if _cooperative() else int(SQLITE_BUSY_WAIT_S * 1000)
     cur.execute(f"PRAGMA busy_timeout={busy_ms}")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
@@ -126,7 +125,7 @@ def _sqlite_begin(conn: Any) -> None:
     # A deferred transaction that reads and then writes fails at once (SQLITE_BUSY_SNAPSHOT)
     # when another process committed in between. Taking the write lock at BEGIN makes
     # concurrent writers queue on busy_timeout instead: SQLite serializes writers anyway.
-    if not _cooperative:
+    if not _cooperative():
         conn.exec_driver_sql("BEGIN IMMEDIATE")
         return
     deadline, pause = time.monotonic() + SQLITE_BUSY_WAIT_S, 0.002

@@ -27,7 +27,6 @@ import json, sys, time
 import gevent
 from sqlalchemy import text
 from portal.core import db
-db.cooperative_waits()
 engine = db.make_engine("sqlite:///" + sys.argv[1])
 with engine.begin() as c:
     c.execute(text("CREATE TABLE t (v INTEGER)"))
