@@ -71,10 +71,35 @@ def _no_uuid_name(name: str | None) -> None:
     raise ValidationError("a node name must not be a uuid")
 
 
+class EnabledDriver(validate.OneOf):
+    """One of the drivers registered when the request comes, not when this module was
+    imported: drivers may register later (plugins, test drivers). The OpenAPI enum is read
+    from ``choices`` as the document is built."""
+
+    def __init__(self) -> None:
+        super().__init__(())
+
+    @property  # type: ignore[override]
+    def choices(self) -> list[str]:
+        return enabled_drivers()
+
+    @choices.setter
+    def choices(self, _value: Any) -> None:
+        pass  # always the registry's
+
+    @property
+    def choices_text(self) -> str:
+        return ", ".join(enabled_drivers())
+
+    @choices_text.setter
+    def choices_text(self, _value: str) -> None:
+        pass
+
+
 class NodeBase(Schema):
     name = fields.String(allow_none=True, validate=[*NAME, _no_uuid_name])
     resource_class = fields.String(validate=text(WORD, max=80, pattern=r"^[A-Za-z0-9_.-]*$"))
-    driver = fields.String(validate=validate.OneOf(enabled_drivers()))
+    driver = fields.String(validate=EnabledDriver())
     driver_info = fields.Dict(keys=fields.String(), values=fields.Raw())
     properties = fields.Nested(Properties)
     capabilities = fields.Dict(
