@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import io
-import itertools
 from typing import Any
 
 from flask import current_app, has_app_context
@@ -38,10 +37,21 @@ def parse(content: bytes, content_type: str, max_rows: int) -> list[dict[str, An
     if "csv" in content_type:
         if (nul := text.find("\x00")) >= 0:  # PostgreSQL stores no NUL, in text or jsonb
             raise BadInput(f"the CSV {NUL}", f"line {text.count(chr(10), 0, nul) + 1}")
-        reader = csv.DictReader(io.StringIO(text))
-        raw = list(itertools.islice(reader, max_rows + 1))  # stops reading one past the limit
+        # newline="": the csv module reads line ends itself (a bare CR, CRs in quotes).
+        reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+        raw: list[dict[str, str | None]] = []
+        start = 1  # the line the record being read starts on
+        try:
+            _ = reader.fieldnames  # the header line
+            while len(raw) <= max_rows:  # stops reading one past the limit
+                start = reader.line_num + 1
+                if (record := next(reader, None)) is None:
+                    break
+                raw.append(record)
+        except csv.Error as exc:
+            raise BadInput(f"not valid CSV: {exc}", f"line {start}") from None
         _check_rows(len(raw), max_rows)
-        rows = [_csv_row(r) for r in raw]
+        rows = [_csv_row(r, line) for line, r in enumerate(raw, start=2)]
         if not rows:
             raise Invalid(
                 "no rows: expected a CSV header line, then one line per node", field="body"
@@ -112,7 +122,7 @@ def _check_rows(count: int, max_rows: int) -> None:
         )
 
 
-def _csv_row(raw: dict[str, str | None]) -> dict[str, Any]:
+def _csv_row(raw: dict[str, str | None], line: int) -> dict[str, Any]:
     row: dict[str, Any] = {}
     for key, value in raw.items():
         if key is None or value is None or value.strip() == "":
@@ -133,7 +143,12 @@ def _csv_row(raw: dict[str, str | None]) -> dict[str, Any]:
             ]
         elif "." in key:
             top, sub = key.split(".", 1)
-            row.setdefault(top, {})[sub] = value
+            holder = row.setdefault(top, {})
+            if not isinstance(holder, dict):  # both "x" and "x.y" columns
+                raise BadInput(
+                    f"column '{key}' and column '{top}' both set '{top}'", f"line {line}"
+                )
+            holder[sub] = value
         else:
             row[key] = value
     return row
