@@ -134,9 +134,9 @@ def client(app: Any) -> FlaskClient:
 
 def run_jobs(ctx: Context) -> int:
     """Process the queue in this process with a real RQ worker (no fork), until empty."""
-    from rq import SimpleWorker
+    from workers.rq_workers import InlineWorker
 
-    worker = SimpleWorker(
+    worker = InlineWorker(
         [ctx.queue], connection=ctx.queue.connection, name=f"test-{uuid.uuid4().hex[:8]}"
     )
     worker.work(burst=True, with_scheduler=False)

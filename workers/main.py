@@ -10,32 +10,19 @@ import socket
 import time
 from typing import Any
 
-from rq import SimpleWorker, Worker
-from rq.worker import BaseWorker
 from sqlalchemy.orm import configure_mappers
 
 from scheduler.select import SchedulerConfig
 from workers.context import current
 from workers.lease import Lease
 from workers.pdeathsig import die_with_parent
+from workers.rq_workers import WORKER_CLASSES
 
 log = logging.getLogger(__name__)
 
 
 def worker_name() -> str:
     return f"bms-{socket.gethostname()}-{os.getpid()}"
-
-
-class ForkWorker(Worker):
-    """RQ's forking worker whose work horse dies with it: a ``kill -9``'d worker must not
-    leave a horse behind that goes on writing to a node the reconciler has moved on."""
-
-    def main_work_horse(self, job: Any, queue: Any) -> None:
-        die_with_parent(signal.SIGKILL)
-        super().main_work_horse(job, queue)
-
-
-WORKER_CLASSES: dict[str, type[BaseWorker]] = {"inline": SimpleWorker, "fork": ForkWorker}
 
 
 def _scheduler_dies_with_worker() -> None:

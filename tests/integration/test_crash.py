@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from portal.core.errors import Conflict
 from portal.core.models import Event, Instance, Node
 from portal.core.states import NODE_STABLE
 from portal.services import identity, instances, nodes
@@ -188,14 +189,29 @@ def test_kill_9_mid_operation_then_restart_recovers_everything(
 
     # Now four operations at once, each on its own worker (a job that finds nothing to do
     # may hold a node's lock for an instant: wait for every node to be free first).
+    # A retried job can still take a lock for an instant later: each action is retried on
+    # "node is locked", as an operator would.
     _wait(lambda: not any(n.reservation for n in _nodes(ctx, ids).values()), 10, "no lock")
-    with ctx.session() as s:
-        built = instances.create(
+
+    def act(action: Any) -> Any:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with ctx.session() as s:
+                    return action(s)
+            except Conflict as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    built = act(
+        lambda s: instances.create(
             ctx, s, {"name": "built", "flavor": w.flavor, "image": w.image}, _who(s)
         ).id
-        instances.delete(ctx, s, s.get_one(Instance, doomed), _who(s))
-        nodes.provision(ctx, s, s.get_one(Node, role["clean"]), "provide", admin)
-        nodes.provision(ctx, s, s.get_one(Node, role["inspect"]), "inspect", admin)
+    )
+    act(lambda s: instances.delete(ctx, s, s.get_one(Instance, doomed), _who(s)))
+    act(lambda s: nodes.provision(ctx, s, s.get_one(Node, role["clean"]), "provide", admin))
+    act(lambda s: nodes.provision(ctx, s, s.get_one(Node, role["inspect"]), "inspect", admin))
 
     from tests.integration.test_up import _alive, _descendants
 
