@@ -11,11 +11,10 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,9 @@ from portal.core.errors import Conflict
 from portal.core.models import Event, Instance, Node
 from portal.core.states import NODE_STABLE
 from portal.services import identity, instances, nodes
+from tests.helpers import free_port as _free_port
 from tests.helpers import node_body, seed_world, stop_processes
+from tests.helpers import wait_for as _wait
 
 pytestmark = pytest.mark.e2e
 
@@ -41,12 +42,6 @@ MID = {"deploy": "deploying", "delete": "deleting", "clean": "cleaning", "inspec
 FOLLOW_UP = max(9 * DELAY["deploy"], 9 * DELAY["delete"], 7 * DELAY["clean"])
 SLACK = 10.0  # two shared cores, process start-up, SQLite's single writer
 BOUND = LEASE + HEARTBEAT + INTERVAL + FOLLOW_UP + SLACK
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -78,16 +73,6 @@ def _ping(r: Any) -> bool:
         return bool(r.ping())
     except Exception:
         return False
-
-
-def _wait(pred: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
 class Workers:
@@ -205,9 +190,11 @@ def test_kill_9_mid_operation_then_restart_recovers_everything(
                 time.sleep(0.05)
 
     built = act(
-        lambda s: instances.create(
-            ctx, s, {"name": "built", "flavor": w.flavor, "image": w.image}, _who(s)
-        ).id
+        lambda s: (
+            instances.create(
+                ctx, s, {"name": "built", "flavor": w.flavor, "image": w.image}, _who(s)
+            ).id
+        )
     )
     act(lambda s: instances.delete(ctx, s, s.get_one(Instance, doomed), _who(s)))
     act(lambda s: nodes.provision(ctx, s, s.get_one(Node, role["clean"]), "provide", admin))
