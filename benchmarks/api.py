@@ -5,7 +5,8 @@ Run from the repository root: ``.venv/bin/python benchmarks/api.py [--nodes N]``
 1. BMS Portal on PostgreSQL: drops and creates the database ``bms_bench``, runs the Alembic
    migrations (``portal.migrate.upgrade``), creates an admin project/user/token through
    ``portal.services.identity`` and serves the production WSGI app under gunicorn on
-   127.0.0.1 (``--workers 2 --worker-class gthread --threads 4 --no-control-socket``),
+   127.0.0.1 as ``bms api`` runs it (``--workers 2``, gevent workers; ``--worker-class gthread``
+   for the threaded worker),
    wrapped by ``benchmarks.timed_wsgi``, which adds a ``Server-Timing`` header (the app is
    not changed for it). Over one keep-alive connection (``benchmarks._http``: the standard
    library's ``http.client``; ``requests`` adds ~0.5 ms of client CPU per call) it
@@ -180,7 +181,7 @@ def seed_admin_token() -> str:
 
 
 def start_gunicorn(
-    env: dict[str, str], workers: int, threads: int
+    env: dict[str, str], workers: int, threads: int, worker_class: str = "gevent"
 ) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     log_path = Path(env["BMS_VAR_DIR"]) / "gunicorn.log"
@@ -192,10 +193,13 @@ def start_gunicorn(
         f"127.0.0.1:{port}",
         "--workers",
         str(workers),
-        "--worker-class",
-        "gthread",
-        "--threads",
-        str(threads),
+        # As `bms api` runs it: gevent's worker with socket timeouts (portal.httpworker),
+        # or gunicorn's threaded one for a side-by-side figure.
+        *(
+            ["--worker-class", "portal.httpworker.GeventWorker", "--worker-connections", "1000"]
+            if worker_class == "gevent"
+            else ["--worker-class", "gthread", "--threads", str(threads)]
+        ),
         "--no-control-socket",
         "benchmarks.timed_wsgi:app",
     ]
@@ -501,8 +505,9 @@ def report(n: int, p: Figures, i: Figures | None, version: str, args: argparse.N
     print()
     print(machine_line())
     print(
-        f"N = {n}; portal: gunicorn {args.workers} gthread workers x {args.threads} threads,"
-        f" PostgreSQL; {args.repeats} timed list requests each, after 3 untimed"
+        f"N = {n}; portal: gunicorn {args.workers} {args.worker_class} workers"
+        + (f" x {args.threads} threads," if args.worker_class == "gthread" else ",")
+        + f" PostgreSQL; {args.repeats} timed list requests each, after 3 untimed"
     )
     print(table(["", "BMS Portal", version, "portal vs ironic"], rows))
     print("conditions per phase (busy before / CPU probe ms / other work during):")
@@ -548,7 +553,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=250, help="nodes per import request")
     parser.add_argument("--repeats", type=int, default=50, help="timed list requests")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
-    parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+    parser.add_argument("--threads", type=int, default=4, help="threads per gthread worker")
+    parser.add_argument(
+        "--worker-class",
+        choices=("gevent", "gthread"),
+        default="gevent",
+        help="gunicorn worker class (gevent: what bms api runs)",
+    )
     parser.add_argument(
         "--requests-sample",
         type=int,
@@ -591,7 +602,7 @@ def main(argv: list[str] | None = None) -> int:
     session = requests.Session()
     session.headers["X-Auth-Token"] = token
     try:
-        gunicorn, base = start_gunicorn(env, args.workers, args.threads)
+        gunicorn, base = start_gunicorn(env, args.workers, args.threads, args.worker_class)
         log(f"portal serving on {base} (log: {var_dir / 'gunicorn.log'})")
         sessions = {gunicorn.pid}
         client = KeepAliveClient(base, {"X-Auth-Token": token})
