@@ -15,6 +15,8 @@ from portal.services.throttle import FailureThrottle, client_address
 from tenants.principal import Principal
 
 F = TypeVar("F", bound=Callable[..., Any])
+# The API's description and its docs UI: public, so a throttled client may still read them.
+PUBLIC_PATHS = ("/v1/openapi.json", "/v1/docs")
 CACHE_TTL = 5.0  # seconds a validated token is trusted without a database round trip
 
 
@@ -65,6 +67,8 @@ def refuse_throttled_clients() -> Response | None:
     429 before any credential of its request is looked at."""
     throttle: FailureThrottle = current_app.extensions["bms_auth_throttle"]
     if not throttle.enabled or not request.path.startswith("/v1/"):
+        return None
+    if request.path.startswith(PUBLIC_PATHS):  # take no credential: nothing to guess
         return None
     wait = throttle.retry_after(_client())
     if wait is None:

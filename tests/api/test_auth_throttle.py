@@ -44,6 +44,9 @@ def test_bad_tokens_are_throttled_per_client_and_the_window_expires(ctx, world) 
     assert r.json["status"] == 429 and "authentication" in r.json["detail"]
     # Refused before the token is looked at: even a valid one, from the throttled client.
     assert client.get("/v1/flavors", headers=world.alice, environ_base=A).status_code == 429
+    # The public API description and docs take no credential: still served.
+    assert client.get("/v1/openapi.json", environ_base=A).status_code == 200
+    assert client.get("/v1/docs", environ_base=A).status_code == 200
     # Another client is not affected, valid or not.
     assert client.get("/v1/flavors", headers=world.alice, environ_base=B).status_code == 200
     assert client.get("/v1/flavors", headers=BAD, environ_base=B).status_code == 401
