@@ -55,6 +55,14 @@ def authenticate() -> None:
     g.principal = principal
 
 
+def _recently_valid(token: str | None) -> bool:
+    if not token:
+        return False
+    cache: dict[str, tuple[float, Principal]] = current_app.extensions["bms_token_cache"]
+    hit = cache.get(token)
+    return hit is not None and time.monotonic() - hit[0] < CACHE_TTL
+
+
 def _client() -> str:
     throttle: FailureThrottle = current_app.extensions["bms_auth_throttle"]
     return client_address(
@@ -69,6 +77,10 @@ def refuse_throttled_clients() -> Response | None:
     if not throttle.enabled or not request.path.startswith("/v1/"):
         return None
     if request.path.startswith(PUBLIC_PATHS):  # take no credential: nothing to guess
+        return None
+    if _recently_valid(token_from_request()):
+        # A token this process validated moments ago is no guess: skip the Redis round
+        # trip (most requests), and a legitimate client is not locked out with a guesser.
         return None
     wait = throttle.retry_after(_client())
     if wait is None:
