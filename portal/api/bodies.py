@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -84,8 +85,16 @@ def _path(parts: list[Any] | tuple[Any, ...]) -> str:
     return ".".join(printable(p) for p in parts)
 
 
-def load(data: str | bytes, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
-    """Parse a JSON body; :class:`BadInput` (400/422, naming the field) on anything unsafe."""
+def load(
+    data: str | bytes,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    precheck: Callable[[Any], None] | None = None,
+) -> Any:
+    """Parse a JSON body; :class:`BadInput` (400/422, naming the field) on anything unsafe.
+
+    ``precheck`` sees the parsed document before the (costlier) walk for depth and NUL: a
+    caller refuses a body that is too big by its shape there, for the price of parsing it.
+    """
     max_depth = min(max_depth, HARD_MAX_DEPTH)
     if isinstance(data, str):
         data = data.encode("utf-8", "surrogatepass")
@@ -93,6 +102,8 @@ def load(data: str | bytes, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
         doc = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         _explain(data, max_depth, str(exc))
+    if precheck is not None:
+        precheck(doc)
     # Cheap tests first: a body with fewer brackets than the limit cannot be too deep, and
     # NUL can only arrive escaped (a raw control character is not valid JSON).
     if data.count(b"[") + data.count(b"{") > max_depth or b"\\u0000" in data:

@@ -30,7 +30,13 @@ from portal.services.context import Context
 from tenants.roles import ADMIN, MEMBER
 from tests.helpers import stop_processes
 
-NET = LabNetwork()
+# Its own namespace and subnet per test process: a developer's `bms lab up` (bmslab,
+# 10.250.0.0/24) or another test run on the same machine may be up at the same time.
+NET = LabNetwork(
+    namespace=f"bmse{os.getpid() % 100000}",
+    subnet=f"10.249.{os.getpid() % 250}.0/24",
+    ipv6_prefix=f"fd00:249:{os.getpid() % 250:x}::/64",
+)
 # The Debian packages the ramdisk and the test image are built from (shared with tests/netboot).
 CACHE = Path(
     os.environ.get("BMS_TEST_DEB_CACHE")

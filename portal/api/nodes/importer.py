@@ -61,11 +61,11 @@ def parse(content: bytes, content_type: str, max_rows: int) -> list[dict[str, An
     if mime != "application/json" and not mime.endswith("+json"):
         raise UnsupportedMediaType(mime, "application/json or text/csv")
     depth = getattr(current_app.json, "max_depth", None) if has_app_context() else None
-    doc = load_json(text, depth or DEFAULT_MAX_DEPTH)  # bounded depth, no NUL, no surrogates
-    found = doc.get("nodes") if isinstance(doc, dict) else doc
-    if not isinstance(found, list):
-        raise Invalid('expected a list of node objects, or {"nodes": [...]}', field="body")
-    _check_rows(len(found), max_rows)
+    # Bounded depth, no NUL, no surrogates; too many rows refused before that walk.
+    doc = load_json(
+        text, depth or DEFAULT_MAX_DEPTH, precheck=lambda d: _check_rows(len(_rows(d)), max_rows)
+    )
+    found = _rows(doc)
     if not all(isinstance(r, dict) for r in found):
         raise Invalid('expected a list of node objects, or {"nodes": [...]}', field="body")
     if not found:
@@ -111,6 +111,13 @@ REQUEST_BODY = {
         },
     },
 }
+
+
+def _rows(doc: Any) -> list[Any]:
+    found = doc.get("nodes") if isinstance(doc, dict) else doc
+    if not isinstance(found, list):
+        raise Invalid('expected a list of node objects, or {"nodes": [...]}', field="body")
+    return found
 
 
 def _check_rows(count: int, max_rows: int) -> None:
