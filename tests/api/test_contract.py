@@ -8,7 +8,21 @@ import pytest
 from tests.helpers import node_body, seed_world
 
 PROBLEM = "application/problem+json"
-ERROR_STATUSES = {"400", "401", "403", "404", "405", "408", "409", "413", "415", "422", "429", "502", "504"}
+ERROR_STATUSES = {
+    "400",
+    "401",
+    "403",
+    "404",
+    "405",
+    "408",
+    "409",
+    "413",
+    "415",
+    "422",
+    "429",
+    "502",
+    "504",
+}
 
 
 @pytest.fixture

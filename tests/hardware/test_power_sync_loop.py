@@ -75,7 +75,9 @@ def test_bms_worker_runs_the_loop(ctx, client, jobs, ipmi_bmc_factory) -> None:
     except AssertionError as exc:
         worker.terminate()
         out, _ = worker.communicate(timeout=30)
-        raise AssertionError(f"{exc}; worker output:\n{out.decode(errors='replace')[-3000:]}") from None
+        raise AssertionError(
+            f"{exc}; worker output:\n{out.decode(errors='replace')[-3000:]}"
+        ) from None
     finally:
         if worker.poll() is None:
             worker.terminate()
