@@ -96,7 +96,7 @@ def _phases(ctx: Any, inst_id: str, node_id: str, callback_at: float | None) -> 
         ("netboot+agent", "power on", "agent"),
         ("write", "write sent", "write done"),
         ("config drive", "cd sent", "cd done"),
-        ("reboot", "cd done", "active"),
+        ("off+flip+on", "cd done", "active"),
     ]
     for name, a, b in steps:
         if points[a] is not None and points[b] is not None:
@@ -214,7 +214,7 @@ def main() -> int:
     args = ap.parse_args()
     log(machine_line())
     runs = [run(int(n)) for n in args.nodes.split(",")]
-    names = ["schedule", "power on", "netboot+agent", "write", "config drive", "reboot",
+    names = ["schedule", "power on", "netboot+agent", "write", "config drive", "off+flip+on",
              "first boot", "create→ACTIVE", "MB/s"]  # fmt: skip
     rows = []
     for r in runs:

@@ -15,7 +15,7 @@ from portal.core.config import Settings
 from portal.core.db import Database
 from portal.core.imagestore import ImageStore, LocalImageStore
 from portal.core.secrets import Cipher, load_keys
-from workers.drivers.base import secret_fields
+from workers.drivers.registry import secret_fields
 from workers.redis_conn import connect
 
 

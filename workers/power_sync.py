@@ -31,8 +31,9 @@ from portal.core.models import Node
 from portal.core.states import ENROLL, NODE_STABLE
 from workers.context import WorkerContext, current
 from workers.drivers import isolation
-from workers.drivers.base import DriverError, ErrorKind, NodeTask, get_driver, preload_libraries
+from workers.drivers.base import DriverError, ErrorKind, NodeTask, preload_libraries
 from workers.drivers.bmc import secrets_of
+from workers.drivers.registry import get_driver, secret_fields
 from workers.runner import record_power
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,7 @@ def _candidates(
                 internal=dict(n.driver_internal_info or {}),
                 call_timeout=timeout,
                 power_wait=ctx.settings.power_wait,
+                secret_keys=secret_fields(),
             ),
         )
     return seen, broken
@@ -111,7 +113,7 @@ def _calls(seen: dict[str, _Seen], fn: Any, timeout: float, *extra: Any) -> list
             fn=fn,
             args=(s.task, *extra),
             timeout=timeout,
-            secrets=secrets_of(s.task.driver_info),
+            secrets=secrets_of(s.task),
             label=f"power sync of node {node_id}",
         )
         for node_id, s in seen.items()
@@ -238,7 +240,7 @@ def _correct(ctx: WorkerContext, nodes: dict[str, _Seen], report: PassReport) ->
             fn=set_power,
             args=(seen.task, targets[nid]),
             timeout=cfg.power_sync_timeout + cfg.power_wait,
-            secrets=secrets_of(seen.task.driver_info),
+            secrets=secrets_of(seen.task),
             label=f"power correction of node {nid}",
         )
         for nid, seen in nodes.items()

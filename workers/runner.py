@@ -17,7 +17,9 @@ from sqlalchemy.orm import Session
 from portal.core import agent_sessions, events
 from portal.core.models import Image, Instance, Node
 from workers.context import WorkerContext, holder_name
-from workers.drivers.base import DriverError, ErrorKind, NodeTask, StepResult, get_driver
+from workers.drivers.base import DriverError, ErrorKind, NodeTask, StepResult
+from workers.drivers.registry import get_driver, secret_fields
+from workers.networking.flipper import SwitchPortFlipper
 from workers.steps import PLANS, Step, StepEnv
 
 OnStep = Callable[[Session, Node, str, int, int], None]
@@ -54,6 +56,7 @@ def node_task(ctx: WorkerContext, session: Session, node: Node) -> NodeTask:
         ],
         call_timeout=ctx.settings.bmc_timeout,
         power_wait=ctx.settings.power_wait,
+        secret_keys=secret_fields(),
     )
     if node.instance_id:
         inst = session.get(Instance, node.instance_id)
@@ -171,6 +174,7 @@ def run_plan(
             take_agent_result(s, node_id, task)
     env = StepEnv(
         driver=driver,
+        networks=SwitchPortFlipper(ctx),
         netboot_root=ctx.netboot_root,
         public_url=ctx.settings.public_url,
         images=ctx.image_store,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from netboot import artefacts, tokens
 from netboot.render import BootTarget
@@ -20,9 +21,18 @@ from workers.drivers import agent
 from workers.drivers.base import Driver, NodeTask, StepResult
 
 
+class PortFlipper(Protocol):
+    """Moves a node's switch ports between networks (workers/networking): each call is
+    idempotent and returns once the switches carry the change."""
+
+    def to_provisioning(self, task: NodeTask) -> None: ...
+    def to_tenant(self, task: NodeTask) -> None: ...
+
+
 @dataclass(frozen=True)
 class StepEnv:
     driver: Driver
+    networks: PortFlipper
     netboot_root: Path
     public_url: str
     images: ImageStore
@@ -103,31 +113,42 @@ def forget_netboot(internal: dict[str, object]) -> None:
     internal.pop("image_write", None)
 
 
-def _reboot(task: NodeTask, env: StepEnv) -> None:
-    env.driver.power.reboot(task)
+def _provisioning_network(task: NodeTask, env: StepEnv) -> None:
+    env.networks.to_provisioning(task)
 
 
+def _tenant_networks(task: NodeTask, env: StepEnv) -> None:
+    env.networks.to_tenant(task)
+
+
+# The node's switch ports sit on the provisioning network whenever the deploy ramdisk runs,
+# and move to the tenant's networks only while the node is powered off, after the ramdisk
+# and before the first boot from disk (power off -> flip -> power on): a tenant's server
+# never sees the provisioning network, and the ramdisk never sees a tenant's.
 DEPLOY: tuple[Step, ...] = (
     Step("prepare_image", _prepare_image),
     Step("power_off", _power(POWER_OFF), POWER_OFF),
+    Step("provisioning_network", _provisioning_network),
     Step("set_boot_pxe", _boot_device("pxe")),
     Step("prepare_netboot", _prepare_netboot),
     Step("power_on", _power(POWER_ON), POWER_ON),
     Step("write_image", lambda t, e: e.driver.deploy.write_image(t)),
     Step("write_configdrive", lambda t, e: e.driver.deploy.write_configdrive(t)),
-    Step("attach_networks", lambda t, e: e.driver.network.attach(t)),
+    Step("power_off_ramdisk", _power(POWER_OFF), POWER_OFF),
     Step("set_boot_disk", _boot_device("disk")),
     Step("clean_up_netboot", _clean_up_netboot),
-    Step("reboot", _reboot, POWER_ON),
+    Step("tenant_networks", _tenant_networks),
+    Step("power_on_instance", _power(POWER_ON), POWER_ON),
 )
 
 TEARDOWN: tuple[Step, ...] = (
     Step("power_off", _power(POWER_OFF), POWER_OFF),
-    Step("detach_networks", lambda t, e: e.driver.network.detach(t)),
+    Step("provisioning_network", _provisioning_network),
 )
 
 CLEAN: tuple[Step, ...] = (
     Step("power_off", _power(POWER_OFF), POWER_OFF),
+    Step("provisioning_network", _provisioning_network),
     Step("set_boot_pxe", _boot_device("pxe")),
     Step("prepare_netboot", _prepare_netboot),
     Step("power_on", _power(POWER_ON), POWER_ON),
@@ -139,6 +160,7 @@ CLEAN: tuple[Step, ...] = (
 # In-band inspection: the deploy ramdisk's agent reports the hardware it sees.
 INSPECT: tuple[Step, ...] = (
     Step("power_off", _power(POWER_OFF), POWER_OFF),
+    Step("provisioning_network", _provisioning_network),
     Step("set_boot_pxe", _boot_device("pxe")),
     Step("prepare_netboot", _prepare_netboot),
     Step("power_on", _power(POWER_ON), POWER_ON),

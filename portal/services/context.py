@@ -18,7 +18,7 @@ from portal.core.secrets import Cipher, load_keys
 from tenants.auth import AuthBackend, LocalAuth
 from tenants.quotas import Defaults
 from workers import queue as jobqueue
-from workers.drivers.base import secret_fields
+from workers.drivers.registry import secret_fields
 from workers.redis_conn import connect
 
 

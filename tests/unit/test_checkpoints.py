@@ -49,9 +49,9 @@ def test_slow_steps_are_checkpointed_one_by_one(ctx, jobs, monkeypatch):
         run_plan(wctx, node_id, "clean")
     with ctx.session() as s:
         node = s.get_one(Node, node_id)
-        # power_off, set_boot_pxe, prepare_netboot, power_on are recorded; wipe_disks is not
-        assert node.driver_internal_info["plan"] == "clean"
-        assert node.driver_internal_info["plan_step"] == 4
+        # power_off, provisioning_network, set_boot_pxe, prepare_netboot, power_on are
+        # recorded; wipe_disks is not
+        assert node.driver_internal_info["plan_step"] == 5
         assert node.power_state == "power on"
     assert _power_events(ctx, node_id) == before + 1  # off was already true: only "on"
 
@@ -99,7 +99,7 @@ def test_resume_after_a_checkpoint_repeats_no_finished_step(ctx, jobs, monkeypat
     with pytest.raises(DriverError, match="power"):
         run_plan(wctx, node_id, "clean")
     with ctx.session() as s:
-        assert s.get_one(Node, node_id).driver_internal_info["plan_step"] == 5  # wipe done
+        assert s.get_one(Node, node_id).driver_internal_info["plan_step"] == 6  # wipe done
 
 
 def test_lock_released_in_a_rolled_back_transaction_is_released_after_all(ctx, jobs):

@@ -1,5 +1,5 @@
-"""Driver interfaces (power, management, deploy, network) and their implementations."""
+"""BMC driver interfaces (power, management, deploy, inspect) and their implementations.
 
-from workers.drivers.base import Driver, DriverError, NodeTask, get_driver, register_driver
-
-__all__ = ["Driver", "DriverError", "NodeTask", "get_driver", "register_driver"]
+Import ``workers.drivers.base`` for the interfaces and ``workers.drivers.registry`` for the
+hardware types; this package module imports neither, so importing one never loads the other.
+"""

@@ -7,11 +7,9 @@ caller persists.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import importlib
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol
 
@@ -53,6 +51,9 @@ class NodeTask:
     # Set for deploys: image location and checksum, instance id, networks, ssh keys.
     instance: dict[str, Any] = field(default_factory=dict)
     driver: str = "fake"  # the node's driver name, for get_driver()
+    # Which driver_info keys are secret (every driver's declared ones): set by whoever
+    # builds the task from the registry, so this module needs no registry.
+    secret_keys: SecretFields = field(default_factory=SecretFields)
     # Hard deadline of one BMC call, and how long a power change may take to land.
     call_timeout: float = 30.0
     power_wait: float = 60.0
@@ -60,7 +61,7 @@ class NodeTask:
     def __repr__(self) -> str:  # logs and tracebacks never show the secrets
         return (
             f"NodeTask(node_id={self.node_id!r}, driver={self.driver!r}, "
-            f"driver_info={redact(self.driver_info, secret_fields())!r})"
+            f"driver_info={redact(self.driver_info, self.secret_keys)!r})"
         )
 
 
@@ -111,12 +112,6 @@ class DeployInterface(Protocol):
     def wipe_disks(self, task: NodeTask) -> StepResult: ...
 
 
-class NetworkInterface(Protocol):
-    def validate(self, task: NodeTask) -> None: ...
-    def attach(self, task: NodeTask) -> None: ...
-    def detach(self, task: NodeTask) -> None: ...
-
-
 @dataclass(frozen=True)
 class Driver:
     """A hardware type: one implementation per interface."""
@@ -125,13 +120,12 @@ class Driver:
     power: PowerInterface
     management: ManagementInterface
     deploy: DeployInterface
-    network: NetworkInterface
     inspect: InspectInterface
     # driver_info keys whose values are secrets (encrypted at rest, never shown, scrubbed
     # from errors), at any depth; keys following the generic rule are secret anyway.
     secret_fields: tuple[str, ...] = ()
 
-    INTERFACES: ClassVar[tuple[str, ...]] = ("power", "management", "deploy", "network", "inspect")
+    INTERFACES: ClassVar[tuple[str, ...]] = ("power", "management", "deploy", "inspect")
 
     def validate(self, task: NodeTask) -> dict[str, dict[str, Any]]:
         """Per-interface ``{result, reason}``, like ``ironic node-validate``."""
@@ -177,53 +171,6 @@ def preload_libraries() -> None:
         importlib.import_module(name)
 
 
-_REGISTRY: dict[str, Callable[[], Driver]] = {}
-_SECRET_FIELDS: dict[str, frozenset[str]] = {}
-
-
-def register_driver(name: str, factory: Callable[[], Driver]) -> None:
-    _REGISTRY[name] = factory
-    _SECRET_FIELDS[name] = frozenset(f.lower() for f in factory().secret_fields)
-    _secret_fields.cache_clear()
-
-
-def unregister_driver(name: str) -> None:
-    _REGISTRY.pop(name, None)
-    _SECRET_FIELDS.pop(name, None)
-    _secret_fields.cache_clear()
-
-
-def secret_fields() -> SecretFields:
-    """The secret keys of every registered driver (a node may change driver, so a key
-    secret for one is secret on every node), plus the generic rule."""
-    _load_builtin()
-    return _secret_fields()
-
-
-@functools.lru_cache(maxsize=1)
-def _secret_fields() -> SecretFields:
-    return SecretFields(frozenset().union(*_SECRET_FIELDS.values()))
-
-
-def _load_builtin() -> None:
-    # Imported here so registration happens on first use without import cycles.
-    from workers.drivers import fake, ipmi, redfish  # noqa: F401
-
-
-def get_driver(name: str) -> Driver:
-    _load_builtin()
-
-    try:
-        driver = _REGISTRY[name]()
-    except KeyError:
-        raise DriverError(
-            f"unknown driver '{name}'; enabled: {', '.join(sorted(_REGISTRY))}",
-            ErrorKind.UNSUPPORTED,
-        ) from None
-    wrapped: dict[str, Any] = {i: Scrubbed(getattr(driver, i)) for i in Driver.INTERFACES}
-    return dataclasses.replace(driver, **wrapped)
-
-
 class Scrubbed:
     """An interface whose errors never carry the task's secrets: every method that takes a
     :class:`NodeTask` re-raises a failure with the secrets (at any depth of driver_info,
@@ -261,11 +208,5 @@ URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*):[^/\s@]*@")
 def scrub_error(text: str, task: NodeTask | None) -> str:
     """``text`` without the secrets of ``task``'s driver_info nor passwords in URLs."""
     if task is not None:
-        text = scrub(text, secret_values(task.driver_info, secret_fields()))
+        text = scrub(text, secret_values(task.driver_info, task.secret_keys))
     return URL_CREDENTIALS.sub(r"\1:******@", text)
-
-
-def enabled_drivers() -> list[str]:
-    _load_builtin()
-
-    return sorted(_REGISTRY)

@@ -14,16 +14,16 @@ from typing import Any, TypeVar
 
 from portal.core.secrets import secret_values
 from workers.drivers import isolation, retry
-from workers.drivers.base import DriverError, ErrorKind, NodeTask, secret_fields
+from workers.drivers.base import DriverError, ErrorKind, NodeTask
 
 T = TypeVar("T")
 HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?)+$")
 
 
-def secrets_of(info: dict[str, Any]) -> tuple[str, ...]:
-    """Every text form of every secret in ``info`` (at any depth): what error messages of
-    a BMC call must never contain."""
-    return secret_values(info, secret_fields())
+def secrets_of(task: NodeTask) -> tuple[str, ...]:
+    """Every text form of every secret in the task's driver_info (at any depth): what error
+    messages of a BMC call must never contain."""
+    return secret_values(task.driver_info, task.secret_keys)
 
 
 def call(
@@ -39,7 +39,7 @@ def call(
         fn=fn,
         args=args,
         timeout=task.call_timeout + extra_time,
-        secrets=secrets_of(task.driver_info),
+        secrets=secrets_of(task),
         label=f"{label} on node {task.node_id}",
     )
     return retry.retrying(lambda: isolation.run(one), policy, label=one.label)

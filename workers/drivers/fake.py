@@ -2,7 +2,7 @@
 
 Failure injection for tests and demos, via ``driver_info``:
 - ``fake_fail``: a step name ("power", "set_boot_device", "write_image", "wipe_disks",
-  "attach", "detach", "validate", "sensors", "inspect") that raises a :class:`DriverError`;
+  "validate", "sensors", "inspect") that raises a :class:`DriverError`;
 - ``fake_delay``: seconds each step sleeps (default 0);
 - ``fake_async``: true makes ``write_image`` and ``wipe_disks`` answer "wait", as an agent
   deploy does: the job ends and the plan resumes when ``continue_deploy`` / ``continue_clean``
@@ -23,7 +23,6 @@ from workers.drivers.base import (
     NodeTask,
     StepResult,
     check_image_fields,
-    register_driver,
 )
 
 FAKE_FIELDS = ("fake_fail", "fake_delay", "fake_async", "fake_inventory")
@@ -129,21 +128,6 @@ class FakeDeploy:
         return "wait" if task.driver_info.get("fake_async") else "done"
 
 
-class FakeNetwork:
-    def validate(self, task: NodeTask) -> None:
-        _validate(task)
-
-    def attach(self, task: NodeTask) -> None:
-        _step(task, "attach")
-        task.internal["fake_networks"] = [
-            a["network_id"] for a in task.instance.get("addresses", [])
-        ]
-
-    def detach(self, task: NodeTask) -> None:
-        _step(task, "detach")
-        task.internal.pop("fake_networks", None)
-
-
 class FakeInspect:
     """Reports ``driver_info.fake_inventory`` (properties, capabilities, macs) if given,
     else the node's own properties and ports: inspection that changes nothing."""
@@ -167,7 +151,7 @@ class FakeInspect:
 
 
 def fake_driver() -> Driver:
-    return Driver("fake", FakePower(), FakeManagement(), FakeDeploy(), FakeNetwork(), FakeInspect())
+    return Driver("fake", FakePower(), FakeManagement(), FakeDeploy(), FakeInspect())
 
 
 def fake_agent_driver() -> Driver:
@@ -175,10 +159,4 @@ def fake_agent_driver() -> Driver:
     of the protocol and for trying it without a BMC)."""
     from workers.drivers.agent import AgentDeploy
 
-    return Driver(
-        "fake-agent", FakePower(), FakeManagement(), AgentDeploy(), FakeNetwork(), FakeInspect()
-    )
-
-
-register_driver("fake", fake_driver)
-register_driver("fake-agent", fake_agent_driver)
+    return Driver("fake-agent", FakePower(), FakeManagement(), AgentDeploy(), FakeInspect())

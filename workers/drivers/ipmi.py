@@ -24,15 +24,7 @@ from typing import Any
 from portal.core.states import POWER_OFF, POWER_ON, SOFT_POWER_OFF
 from workers.drivers import bmc
 from workers.drivers.agent import AgentDeploy
-from workers.drivers.base import (
-    Driver,
-    DriverError,
-    ErrorKind,
-    Inventory,
-    NodeTask,
-    register_driver,
-)
-from workers.drivers.fake import FakeNetwork
+from workers.drivers.base import Driver, DriverError, ErrorKind, Inventory, NodeTask
 
 PRIV_LEVELS = {"ADMINISTRATOR": 4, "OPERATOR": 3, "USER": 2}
 CIPHER_SUITES = (3, 17)
@@ -327,17 +319,13 @@ def _macs_in(value: Any) -> set[str]:
 
 
 def ipmi_driver() -> Driver:
-    # Disks are written by the deploy agent; tenant networks stay simulated until the
-    # switch drivers land.
+    # Disks are written by the deploy agent; switch ports by the switch drivers
+    # (workers/switches), which follow the node's ports, not its BMC.
     return Driver(
         "ipmi",
         IpmiPower(),
         IpmiManagement(),
         AgentDeploy(),
-        FakeNetwork(),
         IpmiInspect(),
         secret_fields=SECRET_FIELDS,
     )
-
-
-register_driver("ipmi", ipmi_driver)

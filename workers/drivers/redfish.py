@@ -29,15 +29,7 @@ from urllib.parse import urlparse
 from portal.core.states import POWER_OFF, POWER_ON, SOFT_POWER_OFF
 from workers.drivers import bmc
 from workers.drivers.agent import AgentDeploy
-from workers.drivers.base import (
-    Driver,
-    DriverError,
-    ErrorKind,
-    Inventory,
-    NodeTask,
-    register_driver,
-)
-from workers.drivers.fake import FakeNetwork
+from workers.drivers.base import Driver, DriverError, ErrorKind, Inventory, NodeTask
 
 FIELDS = (
     "redfish_address",
@@ -493,17 +485,13 @@ def inventory_from(raw: dict[str, Any]) -> Inventory:
 
 
 def redfish_driver() -> Driver:
-    # Disks are written by the deploy agent; tenant networks stay simulated until the
-    # switch drivers land.
+    # Disks are written by the deploy agent; switch ports by the switch drivers
+    # (workers/switches), which follow the node's ports, not its BMC.
     return Driver(
         "redfish",
         RedfishPower(),
         RedfishManagement(),
         AgentDeploy(),
-        FakeNetwork(),
         RedfishInspect(),
         secret_fields=("redfish_password",),
     )
-
-
-register_driver("redfish", redfish_driver)

@@ -15,7 +15,7 @@ from portal.core import agent_sessions, lifecycle, locks
 from portal.core.models import Node
 from portal.core.states import NODE_FSM, POWER_OFF
 from workers.context import WorkerContext
-from workers.drivers.base import get_driver
+from workers.drivers.registry import get_driver
 from workers.runner import forget_plan, node_task, record_power
 from workers.steps import forget_netboot
 

@@ -19,7 +19,8 @@ from portal.core.models import Node
 from portal.core.states import INSPECT_WAIT, INSPECTING
 from workers.context import current, holder_name
 from workers.drivers.agent import inspect_mode, inventory_from_agent
-from workers.drivers.base import DriverError, Inventory, StepResult, get_driver
+from workers.drivers.base import DriverError, Inventory, StepResult
+from workers.drivers.registry import get_driver
 from workers.jobs.common import LockHold, fail_node, lock_node_in, node_lock
 from workers.runner import node_task, run_plan
 

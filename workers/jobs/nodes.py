@@ -11,7 +11,8 @@ from portal.core.db import utcnow
 from portal.core.models import Node
 from portal.core.states import CLEAN_WAIT, CLEANING, POWER_OFF, POWER_ON, REBOOT, VERIFYING
 from workers.context import current, holder_name
-from workers.drivers.base import DriverError, NodeTask, StepResult, get_driver
+from workers.drivers.base import DriverError, NodeTask, StepResult
+from workers.drivers.registry import get_driver
 from workers.jobs.common import LockHold, fail_node, lock_node_in, node_lock
 from workers.runner import node_task, record_power, run_plan
 

@@ -14,7 +14,7 @@ from portal.api.pagination import ListArgs, sort_keys
 from portal.core.states import NODE_FSM, POWER_TARGETS
 from portal.services import nodes as node_service
 from portal.services.nodes import redacted_info
-from workers.drivers.base import enabled_drivers
+from workers.drivers.registry import enabled_drivers
 
 MAC = validate.Regexp(
     r"^([0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}$",
