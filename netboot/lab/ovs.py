@@ -94,13 +94,13 @@ class OvsLab:
         return self
 
     def _pid(self, name: str) -> int:
-        return int(
-            procs.poll_until(
-                lambda: (self.dir / name).exists() and (self.dir / name).read_text().strip(),
-                timeout=10,
-                what=f"{name}",
-            )
-        )
+        path = self.dir / name
+
+        def read() -> str | None:
+            text = path.read_text().strip() if path.exists() else ""
+            return text if text.isdigit() else None
+
+        return int(procs.poll_until(read, timeout=10, what=name))
 
     def vsctl(self, *args: str) -> str:
         """``ovs-vsctl --db=unix:DIR/db.sock ARGS``; its stdout."""

@@ -86,7 +86,15 @@ def reset_ports(lab: Lab) -> Lab:
     """Every port back to access VLAN 1 and up, before each test."""
     args: list[str] = []
     for p in lab.ports:
-        args += [*(["--"] if args else []), "set", "port", p, "tag=1", "vlan_mode=access", "trunks=[]"]
+        args += [
+            *(["--"] if args else []),
+            "set",
+            "port",
+            p,
+            "tag=1",
+            "vlan_mode=access",
+            "trunks=[]",
+        ]
     lab.ovs.vsctl(*args)
     for p in lab.ports:
         lab.ovs.ofctl("mod-port", lab.ovs.mgmt(BRIDGE), p, "up")

@@ -49,9 +49,23 @@ def batch(lab: Lab) -> list[PortConfig]:
 def assert_on_switch(lab: Lab) -> None:
     """Read back with ovs-vsctl itself, not with the driver under test."""
     vsctl = lab.ovs.vsctl
-    assert vsctl("get", "port", lab.port(0), "tag", "vlan_mode", "trunks").split() == ["100", "access", "[]"]
-    assert vsctl("get", "port", lab.port(1), "tag", "vlan_mode", "trunks").split() == ["100", "native-untagged", "[100,", "200]"]
-    assert vsctl("get", "port", lab.port(2), "tag", "vlan_mode", "trunks").split() == ["[]", "trunk", "[300,", "301]"]
+    assert vsctl("get", "port", lab.port(0), "tag", "vlan_mode", "trunks").split() == [
+        "100",
+        "access",
+        "[]",
+    ]
+    assert vsctl("get", "port", lab.port(1), "tag", "vlan_mode", "trunks").split() == [
+        "100",
+        "native-untagged",
+        "[100,",
+        "200]",
+    ]
+    assert vsctl("get", "port", lab.port(2), "tag", "vlan_mode", "trunks").split() == [
+        "[]",
+        "trunk",
+        "[300,",
+        "301]",
+    ]
     assert vsctl("get", "port", lab.port(3), "tag").strip() == "400"
     assert vsctl("get", "interface", lab.port(3), "admin_state").strip() == "down"
     assert vsctl("get", "interface", lab.port(0), "admin_state").strip() == "up"
@@ -69,7 +83,9 @@ def vsctl_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return log
 
 
-def test_local_batch_is_one_vsctl_transaction_and_reads_back(reset_ports: Lab, vsctl_log: Path) -> None:
+def test_local_batch_is_one_vsctl_transaction_and_reads_back(
+    reset_ports: Lab, vsctl_log: Path
+) -> None:
     lab = reset_ports
     driver = get_switch_driver("ovs")
     conn = local_conn(lab)
@@ -119,7 +135,13 @@ def test_over_ssh_a_batch_is_one_login(reset_ports: Lab, driver_name: str) -> No
 
 
 def _ns(name: str, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["ip", "netns", "exec", name, *argv], capture_output=True, text=True, timeout=20, check=check)
+    return subprocess.run(
+        ["ip", "netns", "exec", name, *argv],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=check,
+    )
 
 
 def _ping(ns: str, address: str) -> bool:
@@ -142,11 +164,13 @@ def test_packets_follow_the_vlans_the_driver_sets(lab: Lab) -> None:
         driver = get_switch_driver("netmiko")
         conn = ssh_conn(lab, "netmiko")
         with driver.session(conn) as session:
-            session.apply([
-                PortConfig(ports[0], "access", 100),
-                PortConfig(ports[1], "access", 100),
-                PortConfig(ports[2], "access", 200),
-            ])
+            session.apply(
+                [
+                    PortConfig(ports[0], "access", 100),
+                    PortConfig(ports[1], "access", 100),
+                    PortConfig(ports[2], "access", 200),
+                ]
+            )
         deadline = time.monotonic() + 5
         while not _ping(hosts[0], "10.231.0.2") and time.monotonic() < deadline:
             pass
@@ -166,16 +190,35 @@ def test_packets_follow_the_vlans_the_driver_sets(lab: Lab) -> None:
         for i in range(3):
             name = lab.port(5 + i)
             subprocess.run(["ip", "link", "del", name], capture_output=True, timeout=20)
-            subprocess.run(["ip", "link", "add", name, "type", "veth", "peer", "name", f"{lab.prefix}x{5 + i}"], check=True, timeout=20)
+            subprocess.run(
+                [
+                    "ip",
+                    "link",
+                    "add",
+                    name,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    f"{lab.prefix}x{5 + i}",
+                ],
+                check=True,
+                timeout=20,
+            )
             subprocess.run(["ip", "link", "set", name, "up"], check=True, timeout=20)
 
 
 @pytest.mark.parametrize("driver_name", ["ovs", "netmiko"])
 def test_wrong_key_or_password_is_auth(lab: Lab, driver_name: str, tmp_path: Path) -> None:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "k")], check=True)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "k")], check=True
+    )
     other_key = (tmp_path / "k").read_text()
     driver = get_switch_driver(driver_name)
-    for overrides in ({"private_key": other_key}, {"private_key": None, "password": "not-the-password"}):
+    for overrides in (
+        {"private_key": other_key},
+        {"private_key": None, "password": "not-the-password"},
+    ):
         conn = ssh_conn(lab, driver_name, **overrides)
         with pytest.raises(SwitchError) as err, driver.session(conn):
             pass
@@ -200,7 +243,9 @@ def test_unknown_port_is_rejected_and_nothing_changes(reset_ports: Lab, driver_n
     driver = get_switch_driver(conn.driver)
     with driver.session(conn) as session:
         with pytest.raises(SwitchError) as err:
-            session.apply([PortConfig(lab.port(0), "access", 120), PortConfig("nosuchport", "access", 120)])
+            session.apply(
+                [PortConfig(lab.port(0), "access", 120), PortConfig("nosuchport", "access", 120)]
+            )
         assert err.value.kind == ErrorKind.REJECTED, str(err.value)
         assert "nosuchport" in str(err.value)
         with pytest.raises(SwitchError) as err:
@@ -210,7 +255,13 @@ def test_unknown_port_is_rejected_and_nothing_changes(reset_ports: Lab, driver_n
 
 
 def test_local_database_down_is_unreachable(tmp_path: Path, lab: Lab) -> None:
-    conn = SwitchConn("x", "gone", "ovs", None, settings={"bridge": BRIDGE, "ovsdb": str(tmp_path / "no.sock"), "timeout": 2})
+    conn = SwitchConn(
+        "x",
+        "gone",
+        "ovs",
+        None,
+        settings={"bridge": BRIDGE, "ovsdb": str(tmp_path / "no.sock"), "timeout": 2},
+    )
     with get_switch_driver("ovs").session(conn) as session, pytest.raises(SwitchError) as err:
         session.read(["p1"])
     assert err.value.kind == ErrorKind.UNREACHABLE, str(err.value)

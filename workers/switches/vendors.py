@@ -167,7 +167,8 @@ class Junos(CommandSet):
         return cmds
 
     def parse_port(self, port: str, text: str) -> PortConfig:
-        mode, members, native, enabled = "access", [], None, True
+        mode, native, enabled = "access", None, True
+        members: list[int] = []
         for line in text.splitlines():
             words = line.split()
             if len(words) < 3 or words[0] != "set" or words[2] != port:
