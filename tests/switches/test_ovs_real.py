@@ -265,3 +265,69 @@ def test_local_database_down_is_unreachable(tmp_path: Path, lab: Lab) -> None:
     with get_switch_driver("ovs").session(conn) as session, pytest.raises(SwitchError) as err:
         session.read(["p1"])
     assert err.value.kind == ErrorKind.UNREACHABLE, str(err.value)
+
+
+def test_switch_in_a_namespace_driven_over_ssh_and_locally(tmp_path: Path, lab: Lab) -> None:
+    """The QEMU lab's shape: OVS and sshd inside a switch namespace, reached over a veth;
+    the netmiko driver changes a port over SSH, the local driver reads it via ``netns``."""
+    from netboot.lab.ovs import OvsLab
+    from netboot.lab.sshd import SshdLab
+
+    ns, host_if, ns_if = f"{lab.prefix}sw", f"{lab.prefix}r", f"{lab.prefix}s"
+    ovs = OvsLab(tmp_path / "ovs", netns=ns)
+    sshd = SshdLab(tmp_path / "sshd", address="10.232.0.2", port=2222, netns=ns)
+    try:
+        subprocess.run(["ip", "netns", "add", ns], check=True, timeout=20)
+        subprocess.run(
+            ["ip", "link", "add", host_if, "type", "veth", "peer", "name", ns_if, "netns", ns],
+            check=True,
+            timeout=20,
+        )
+        subprocess.run(
+            ["ip", "addr", "add", "10.232.0.1/30", "dev", host_if], check=True, timeout=20
+        )
+        subprocess.run(["ip", "link", "set", host_if, "up"], check=True, timeout=20)
+        _ns(ns, "ip", "addr", "add", "10.232.0.2/30", "dev", ns_if)
+        _ns(ns, "ip", "link", "set", ns_if, "up")
+        _ns(ns, "ip", "link", "set", "lo", "up")
+        _ns(ns, "ip", "link", "add", "tap0", "type", "veth", "peer", "name", "tap0x")
+        ovs.start()
+        ovs.add_bridge(BRIDGE)
+        ovs.vsctl("add-port", BRIDGE, "tap0")
+        sshd.start()
+        settings = {
+            "bridge": BRIDGE,
+            "ovsdb": str(ovs.db_sock),
+            "known_hosts": str(sshd.known_hosts),
+            "timeout": 15,
+        }
+        remote = SwitchConn(
+            "ns-sw",
+            "ns-switch",
+            "netmiko",
+            "10.232.0.2",
+            port=2222,
+            username="root",
+            private_key=sshd.client_key,
+            device_type="ovs_linux",
+            settings=settings,
+        )
+        with get_switch_driver("netmiko").session(remote) as session:
+            session.apply([PortConfig("tap0", "trunk", 10, (10, 20))])
+        assert sshd.logins() == 1
+        local = SwitchConn(
+            "ns-sw2",
+            "ns-local",
+            "ovs",
+            None,
+            settings={"bridge": BRIDGE, "ovsdb": str(ovs.db_sock), "netns": ns},
+        )
+        with get_switch_driver("ovs").session(local) as session:
+            assert session.read(["tap0"])["tap0"] == PortConfig(
+                "tap0", "trunk", 10, (10, 20), enabled=True
+            )
+    finally:
+        sshd.stop()
+        ovs.stop()
+        subprocess.run(["ip", "link", "del", host_if], capture_output=True, timeout=20)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=20)

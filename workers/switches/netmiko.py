@@ -7,7 +7,8 @@ vendor needs it (``settings["save_config"]``: default true). Settings: ``timeout
 (seconds per command and for the login), ``secret`` (enable password, default the login
 password), ``known_hosts`` (pins the host key), ``netmiko_device_type`` (another netmiko
 class for the same command set, e.g. ``cisco_ios_telnet``), ``exit_config`` (the command
-that leaves config mode when the device lacks the usual one).
+that leaves config mode when the device lacks the usual one), ``fast_cli`` (default
+true; false waits longer for slow CLIs).
 """
 
 from __future__ import annotations
@@ -153,7 +154,7 @@ class NetmikoDriver:
             "banner_timeout": conn.timeout,
             "allow_agent": False,
             "use_keys": False,  # the key is passed as pkey, never read from disk
-            "fast_cli": False,
+            "fast_cli": bool(settings.get("fast_cli", True)),  # False for slow CLIs
         }
         if conn.private_key:
             params["pkey"] = ssh.load_pkey(conn.private_key)
