@@ -26,6 +26,7 @@ class ErrorKind:
     TRANSIENT = "transient"  # busy BMC, 5xx, dropped session: retried with backoff
     UNSUPPORTED = "unsupported"  # the BMC or driver cannot do this
     INVALID = "invalid"  # driver_info is missing or malformed (from validate())
+    REJECTED = "rejected"  # the device refused a command (a switch's CLI error): never retried
     ERROR = "error"  # anything else
 
 
