@@ -73,10 +73,9 @@ def _insert_unique(
                 f"a port with MAC {', '.join(macs or [])} already exists", field="address"
             ) from None
         if "ports.switch_port_name" in text or "uq_ports_switch_port" in text:
-            raise Conflict(
-                "a switch port named by these ports was wired to another port meanwhile",
-                field="local_link_connection.port_id",
-            ) from None
+            detail = "a switch port named by these ports was wired to another port meanwhile"
+            field = "local_link_connection.port_id"
+            raise Conflict(detail, errors=[{"field": field, "message": detail}]) from None
         if "nodes.name" in text or "uq_nodes_name" in text:
             raise Conflict(f"a node named '{name}' already exists", field="name") from None
         raise

@@ -136,7 +136,8 @@ def _flush(s: Session, name: str) -> None:
         with s.begin_nested():
             s.flush()
     except IntegrityError:
-        raise Conflict(f"a switch named '{name}' already exists", field="name") from None
+        detail = f"a switch named '{name}' already exists"
+        raise Conflict(detail, errors=[{"field": "name", "message": detail}]) from None
 
 
 def create_switch(ctx: Context, s: Session, data: dict[str, Any], actor: Principal) -> Switch:

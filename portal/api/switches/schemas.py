@@ -37,8 +37,8 @@ class Registered(validate.OneOf):
     document is built): the switch driver registry may change after import."""
 
     def __init__(self, names: Callable[[], tuple[str, ...]]) -> None:
-        super().__init__(())
         self._names = names
+        super().__init__(())
 
     @property  # type: ignore[override]
     def choices(self) -> list[str]:
