@@ -27,6 +27,7 @@ from portal.api.keypairs.views import blp as keypairs_blp
 from portal.api.nodes.views import NodeIdent, node_ident_schema
 from portal.api.nodes.views import blp as nodes_blp
 from portal.api.server_groups.views import blp as server_groups_blp
+from portal.api.switches.views import blp as switches_blp
 from portal.core.config import Settings
 from portal.core.errors import DomainError
 from portal.services.context import Context
@@ -107,6 +108,7 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
         keypairs_blp,
         server_groups_blp,
         aggregates_blp,
+        switches_blp,
         identity_blp,
         events_blp,
     ):

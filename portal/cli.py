@@ -54,10 +54,15 @@ def db_upgrade(revision: str) -> None:
 def _seal_clear_secrets() -> None:
     """Secrets stored in clear by older versions get encrypted (a no-op once done)."""
     from portal.services.nodes import reseal_secrets
+    from portal.services.switches import reseal_credentials
 
-    count = reseal_secrets(_context(), rotate=False)
+    ctx = _context()
+    count = reseal_secrets(ctx, rotate=False)
     if count:
         click.echo(f"encrypted {count} driver_info secrets stored in clear")
+    count = reseal_credentials(ctx, rotate=False)
+    if count:
+        click.echo(f"encrypted {count} switch credentials stored in clear")
 
 
 def _client_url(bind: str) -> str:
@@ -354,11 +359,13 @@ def secrets() -> None:
 
 @secrets.command("rotate")
 def secrets_rotate() -> None:
-    """Re-encrypt every stored secret with the first key of BMS_SECRET_KEYS (and encrypt
-    any clear text left from before encryption covered it)."""
+    """Re-encrypt every stored secret (node driver_info, switch credentials) with the first
+    key of BMS_SECRET_KEYS (and encrypt any clear text left from before encryption covered it)."""
     from portal.services.nodes import reseal_secrets
+    from portal.services.switches import reseal_credentials
 
-    count = reseal_secrets(_context(), rotate=True)
+    ctx = _context()
+    count = reseal_secrets(ctx, rotate=True) + reseal_credentials(ctx, rotate=True)
     click.echo(f"re-encrypted {count} secrets")
 
 
@@ -366,8 +373,10 @@ def secrets_rotate() -> None:
 def secrets_seal() -> None:
     """Encrypt secrets still stored in clear (from before 0.x); run by ``bms db upgrade``."""
     from portal.services.nodes import reseal_secrets
+    from portal.services.switches import reseal_credentials
 
-    count = reseal_secrets(_context(), rotate=False)
+    ctx = _context()
+    count = reseal_secrets(ctx, rotate=False) + reseal_credentials(ctx, rotate=False)
     click.echo(f"encrypted {count} secrets stored in clear")
 
 

@@ -16,6 +16,7 @@ from portal.core.fsm import InvalidTransition
 from portal.core.models import Instance, Node, NodeInventory, Port
 from portal.core.secrets import redact
 from portal.core.states import NODE_FSM, POWER_TARGETS
+from portal.services import switch_links
 from portal.services.context import Context
 from tenants.models import Project
 from tenants.principal import Principal
@@ -72,6 +73,10 @@ def _insert_unique(
             raise Conflict(
                 f"a port with MAC {', '.join(macs or [])} already exists", field="address"
             ) from None
+        if "ports.switch_port_name" in text or "uq_ports_switch_port" in text:
+            detail = "a switch port named by these ports was wired to another port meanwhile"
+            field = "local_link_connection.port_id"
+            raise Conflict(detail, errors=[{"field": field, "message": detail}]) from None
         if "nodes.name" in text or "uq_nodes_name" in text:
             raise Conflict(f"a node named '{name}' already exists", field="name") from None
         raise
@@ -114,10 +119,11 @@ def create_node(ctx: Context, s: Session, data: dict[str, Any], actor: Principal
     port_data = data.pop("ports", [])
     data["driver_info"] = ctx.cipher.seal(data.get("driver_info") or {})  # at any depth
     node = Node(id=new_uuid(), **data)
-    ports = [_new_port(node.id, p) for p in port_data]
+    ports = [_new_port(s, node.id, p, f"ports.{i}") for i, p in enumerate(port_data)]
     macs = [p.address for p in ports]
     if len(set(macs)) != len(macs):
         raise Invalid("the same MAC is listed twice", field="ports")
+    _check_links(s, ports, "ports.")
     created = events.new(
         "node.created",
         "node",
@@ -137,10 +143,28 @@ def create_node(ctx: Context, s: Session, data: dict[str, Any], actor: Principal
     return node
 
 
-def _new_port(node_id: str, data: dict[str, Any]) -> Port:
-    return Port(
-        id=new_uuid(), node_id=node_id, **{**data, "address": normalize_mac(data["address"])}
+def _new_port(s: Session, node_id: str, data: dict[str, Any], prefix: str = "") -> Port:
+    """A port of ``data``; its local_link_connection resolved (not yet checked for a
+    switch port wired elsewhere: see ``_check_links``)."""
+    fields = {k: v for k, v in data.items() if k != "local_link_connection"}
+    port = Port(
+        id=new_uuid(), node_id=node_id, **{**fields, "address": normalize_mac(data["address"])}
     )
+    link = data.get("local_link_connection") or None
+    where = f"{prefix}.local_link_connection" if prefix else "local_link_connection"
+    port.switch_id, port.switch_port_name = switch_links.resolve(s, link, where)
+    port.local_link_connection = dict(link) if link else None
+    return port
+
+
+def _check_links(s: Session, ports: list[Port], prefix: str = "") -> None:
+    wanted = [
+        (p.switch_id, p.switch_port_name, f"{prefix}{i}.local_link_connection.port_id")
+        for i, p in enumerate(ports)
+        if p.switch_id is not None and p.switch_port_name is not None
+    ]
+    if wanted:
+        switch_links.check_free(s, wanted)
 
 
 def _check_driver(name: str) -> None:
@@ -151,29 +175,66 @@ def _check_driver(name: str) -> None:
 
 
 def create_port(s: Session, node: Node, data: dict[str, Any], actor: Principal) -> Port:
-    port = _new_port(node.id, data)
+    port = _new_port(s, node.id, data)
+    if port.switch_id is not None and port.switch_port_name is not None:
+        field = "local_link_connection.port_id"
+        switch_links.check_free(s, [(port.switch_id, port.switch_port_name, field)])
     s.add(port)
     events.record(
-        s, "port.created", "port", port.id, actor=actor.actor, node_id=node.id, address=port.address
+        s,
+        "port.created",
+        "port",
+        port.id,
+        actor=actor.actor,
+        node_id=node.id,
+        address=port.address,
+        switch_id=port.switch_id,
+        switch_port=port.switch_port_name,
+    )
+    _flush_unique(s, macs=[port.address])
+    return port
+
+
+# Nodes whose ports may be rewired or removed: none is deployed or being worked on.
+PORT_CHANGE_STATES = ("enroll", "manageable", "available", "clean failed", "deploy failed")
+
+
+def _check_ports_changeable(s: Session, port: Port, what: str) -> None:
+    node = s.get(Node, port.node_id)
+    if node is not None and node.provision_state not in PORT_CHANGE_STATES:
+        raise Conflict(
+            f"node is '{node.provision_state}': ports can be {what} only while it is in "
+            f"{', '.join(PORT_CHANGE_STATES[:-1])} or {PORT_CHANGE_STATES[-1]}",
+            state=node.provision_state,
+        )
+
+
+def update_port(s: Session, port: Port, changes: dict[str, Any], actor: Principal) -> Port:
+    """Change a port's physical_network, pxe_enabled or local_link_connection (a merge
+    patch: given fields replace; a null or {} local_link_connection unwires it)."""
+    _check_ports_changeable(s, port, "changed")
+    if "local_link_connection" in changes:
+        switch_links.wire(s, port, changes["local_link_connection"])
+    for key in ("physical_network", "pxe_enabled"):
+        if key in changes:
+            setattr(port, key, changes[key])
+    events.record(
+        s,
+        "port.updated",
+        "port",
+        port.id,
+        actor=actor.actor,
+        node_id=port.node_id,
+        fields=sorted(changes),
+        switch_id=port.switch_id,
+        switch_port=port.switch_port_name,
     )
     _flush_unique(s, macs=[port.address])
     return port
 
 
 def delete_port(s: Session, port: Port, actor: Principal) -> None:
-    node = s.get(Node, port.node_id)
-    if node is not None and node.provision_state not in (
-        "enroll",
-        "manageable",
-        "available",
-        "clean failed",
-        "deploy failed",
-    ):
-        raise Conflict(
-            f"node is '{node.provision_state}': ports can be removed from nodes in enroll, "
-            "manageable, available, clean failed or deploy failed",
-            state=node.provision_state,
-        )
+    _check_ports_changeable(s, port, "removed")
     events.record(
         s,
         "port.deleted",

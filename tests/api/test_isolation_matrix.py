@@ -106,6 +106,13 @@ def tenants(client, ctx) -> dict[str, Any]:
             "/v1/aggregates", json={"name": "a-agg", "projects": [w.alice_project]}, headers=admin
         )
     )
+    switch = _created(
+        client.post(
+            "/v1/switches",
+            json={"name": "a-tor", "driver": "fake", "settings": {"provisioning_vlan": 10}},
+            headers=admin,
+        )
+    )
     return {
         "world": w,
         "callers": {
@@ -126,6 +133,7 @@ def tenants(client, ctx) -> dict[str, Any]:
             "node": node["uuid"],
             "port": port["uuid"],
             "aggregate": aggregate["id"],
+            "switch": switch["id"],
         },
     }
 
@@ -158,6 +166,8 @@ FACTORIES: dict[str, Callable[[Ids], dict[str, str]]] = {
     "/v1/projects/{project_id}": lambda i: {"project_id": i["project"]},
     "/v1/projects/{project_id}/quota": lambda i: {"project_id": i["project"]},
     "/v1/server-groups/{group_id}": lambda i: {"group_id": i["group"]},
+    "/v1/switches/{ident}": lambda i: {"ident": i["switch"]},
+    "/v1/switches/{ident}/ports": lambda i: {"ident": i["switch"]},
     "/v1/users/{user_id}/tokens": lambda i: {"user_id": i["user"]},
     "/v1/tokens/{token_id}": lambda i: {"token_id": i["token"]},
 }
@@ -256,6 +266,7 @@ def test_isolation_matrix_covers_every_path(client, tenants) -> None:
     ):
         assert client.get(url, headers=a).status_code == 200, url
     assert client.get(f"/v1/nodes/{ids['node']}", headers=w.admin).status_code == 200
+    assert client.get(f"/v1/switches/{ids['switch']}", headers=w.admin).status_code == 200
     tokens = client.delete(f"/v1/tokens/{ids['token']}", headers=a)
     assert tokens.status_code == 204  # it still existed: B's DELETE did not revoke it
 
@@ -264,7 +275,7 @@ def test_lists_never_show_another_tenants_items(client, tenants) -> None:
     spec = client.get("/v1/openapi.json").json
     ids, callers = tenants["ids"], tenants["callers"]
     # The node and aggregate are admin-made; the rest are A's. Names too, for keypairs.
-    secret = [v for k, v in ids.items() if k not in ("node", "port", "aggregate")]
+    secret = [v for k, v in ids.items() if k not in ("node", "port", "aggregate", "switch")]
     lists = [(p, op) for p, m, op in _operations(spec) if m == "get" and "{" not in p]
     assert len(lists) >= 10
     for path, op in lists:

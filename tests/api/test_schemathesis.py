@@ -47,8 +47,22 @@ SEMANTIC: dict[str, set[str]] = {
     "POST /v1/images/{image_id}/members": {"project_id"},
     "POST /v1/keypairs": {"public_key"},
     "POST /v1/users": {"project_id"},
-    "POST /v1/nodes": {"capabilities", "owner", "lessee", "driver_info"},
-    "POST /v1/ports": {"node"},
+    "POST /v1/nodes": {"capabilities", "owner", "lessee", "driver_info", "ports"},
+    "POST /v1/ports": {"node", "local_link_connection"},
+    # A link must name an existing switch and a port its settings let the portal manage.
+    "PATCH /v1/ports/{port_id}": {"local_link_connection"},
+    # Settings: VLAN range grammar, no secret-like free keys, merged settings still whole;
+    # each driver's required connection fields (netmiko: address, device_type, username,
+    # a password or private key).
+    "POST /v1/switches": {"settings", "address", "device_type", "username", "credentials"},
+    "PATCH /v1/switches/{ident}": {
+        "settings",
+        "address",
+        "device_type",
+        "username",
+        "credentials",
+        "driver",
+    },
     # A list filter naming a node that does not exist (422, as a body reference is).
     "GET /v1/ports": {"node"},
     # The bytes must hash to the sha256 declared at create.

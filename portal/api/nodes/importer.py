@@ -5,7 +5,9 @@ whole and reported, good rows are kept. With ``atomic=True`` one bad row rejects
 
 CSV columns: ``name, driver, resource_class, owner``, dotted columns for dictionaries
 (``driver_info.ipmi_address``, ``properties.cpus``), ``capabilities`` as ``k:v;k:v``,
-``traits`` as ``A;B``, ``ports`` as ``mac[@physnet];mac``.
+``traits`` as ``A;B``, ``ports`` as ``mac[@physnet[@switch/port]];mac`` (the switch by uuid,
+name or chassis MAC, then the switch port's name: ``52:54:00:00:00:01@physnet1@tor1/Ethernet1/7``;
+``mac@@tor1/xe-0/0/1`` for no physical network). See docs/switches.md.
 """
 
 from __future__ import annotations
@@ -141,13 +143,7 @@ def _csv_row(raw: dict[str, str | None], line: int) -> dict[str, Any]:
         elif key == "traits":
             row[key] = [t.strip() for t in value.split(";") if t.strip()]
         elif key == "ports":
-            row[key] = [
-                {"address": p.split("@")[0].strip(), "physical_network": p.split("@")[1].strip()}
-                if "@" in p
-                else {"address": p.strip()}
-                for p in value.split(";")
-                if p.strip()
-            ]
+            row[key] = [_csv_port(p) for p in value.split(";") if p.strip()]
         elif "." in key:
             top, sub = key.split(".", 1)
             holder = row.setdefault(top, {})
@@ -159,6 +155,20 @@ def _csv_row(raw: dict[str, str | None], line: int) -> dict[str, Any]:
         else:
             row[key] = value
     return row
+
+
+def _csv_port(text: str) -> dict[str, Any]:
+    """``mac[@physnet[@switch/port]]``: the switch (uuid, name or chassis MAC) up to the
+    first ``/``, the switch port's name after it (it may hold more ``/``: Ethernet1/7)."""
+    address, _, rest = text.strip().partition("@")
+    port: dict[str, Any] = {"address": address.strip()}
+    physnet, _, link = rest.partition("@")
+    if physnet.strip():
+        port["physical_network"] = physnet.strip()
+    if link.strip():
+        switch, _, name = link.strip().partition("/")
+        port["local_link_connection"] = {"switch_id": switch.strip(), "port_id": name.strip()}
+    return port
 
 
 def import_rows(

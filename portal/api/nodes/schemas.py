@@ -11,6 +11,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from portal.api.common import PatchOp
 from portal.api.fields import MAX_RAM_MB, Int64, text
 from portal.api.pagination import ListArgs, sort_keys
+from portal.api.switches.schemas import LocalLinkConnection
 from portal.core.states import NODE_FSM, POWER_TARGETS
 from portal.services import nodes as node_service
 from portal.services.nodes import redacted_info
@@ -39,10 +40,25 @@ class Properties(Schema):
     cpu_arch = fields.String(validate=validate.OneOf(["x86_64", "aarch64", "ppc64le", "s390x"]))
 
 
+LINK_DOC = {
+    "description": "the switch port the NIC is cabled to (Ironic's shape); "
+    "null or {} for none. Needs a switch of /v1/switches"
+}
+
+
 class PortIn(Schema):
     address = fields.String(required=True, validate=MAC)
     physical_network = fields.String(allow_none=True, validate=validate.Length(max=64))
     pxe_enabled = fields.Boolean(load_default=True)
+    local_link_connection = fields.Nested(LocalLinkConnection, allow_none=True, metadata=LINK_DOC)
+
+
+class PortUpdate(Schema):
+    """A merge patch of a port: given fields replace."""
+
+    physical_network = fields.String(allow_none=True, validate=validate.Length(max=64))
+    pxe_enabled = fields.Boolean()
+    local_link_connection = fields.Nested(LocalLinkConnection, allow_none=True, metadata=LINK_DOC)
 
 
 class PortCreate(PortIn):
@@ -56,6 +72,14 @@ class PortOut(Schema):
     physical_network = fields.String(allow_none=True)
     pxe_enabled = fields.Boolean()
     source = fields.String(metadata={"description": "admin | inspection"})
+    local_link_connection = fields.Function(
+        lambda port: port.local_link_connection or {}, metadata=LINK_DOC
+    )
+    switch_uuid = fields.String(
+        attribute="switch_id",
+        allow_none=True,
+        metadata={"description": "the switch local_link_connection resolved to"},
+    )
     created_at = fields.DateTime()
 
 
@@ -216,6 +240,8 @@ PORT_FIELDS = (
     "physical_network",
     "pxe_enabled",
     "source",
+    "local_link_connection",
+    "switch_id",
     "created_at",
 )
 
@@ -281,6 +307,8 @@ def dump_nodes(nodes: Sequence[Any], ports: dict[str, list[Any]]) -> list[dict[s
                     "physical_network": physical_network,
                     "pxe_enabled": pxe_enabled,
                     "source": source,
+                    "local_link_connection": link or {},
+                    "switch_uuid": switch_id,
                     "created_at": port_created_at,
                 }
                 for (
@@ -290,6 +318,8 @@ def dump_nodes(nodes: Sequence[Any], ports: dict[str, list[Any]]) -> list[dict[s
                     physical_network,
                     pxe_enabled,
                     source,
+                    link,
+                    switch_id,
                     port_created_at,
                 ) in map(port_values, node_ports)
             ]

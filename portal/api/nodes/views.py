@@ -28,6 +28,7 @@ from portal.api.nodes.schemas import (
     PortList,
     PortListArgs,
     PortOut,
+    PortUpdate,
     PowerBody,
     ProvisionBody,
     SensorsOut,
@@ -56,6 +57,8 @@ PORT_LIST_COLUMNS = (
     Port.physical_network,
     Port.pxe_enabled,
     Port.source,
+    Port.local_link_connection,
+    Port.switch_id,
     Port.created_at,
 )
 
@@ -302,6 +305,16 @@ class PortItem(MethodView):
         """Show a port."""
         with tx() as s:
             return get_or_404(s, Port, port_id, "port")
+
+    @admin_only
+    @blp.arguments(PortUpdate)
+    @blp.response(200, PortOut)
+    def patch(self, data: dict[str, Any], port_id: str) -> Port:
+        """Change physical_network, pxe_enabled or local_link_connection (a merge patch;
+        null or {} unwires the port). Only while the node is not deployed or busy."""
+        with tx() as s:
+            port = get_or_404(s, Port, port_id, "port", with_for_update=True)
+            return svc.update_port(s, port, data, principal())
 
     @admin_only
     @blp.response(204)

@@ -9,6 +9,7 @@ from portal.core.models.inventory import NodeInventory
 from portal.core.models.network import IPAllocation, Network, Subnet
 from portal.core.models.node import Node, Port
 from portal.core.models.placement import Aggregate, AggregateNode, AggregateProject, ServerGroup
+from portal.core.models.switch import Switch, SwitchPort
 
 __all__ = [
     "AgentSession",
@@ -29,4 +30,6 @@ __all__ = [
     "Port",
     "ServerGroup",
     "Subnet",
+    "Switch",
+    "SwitchPort",
 ]

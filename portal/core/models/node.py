@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from portal.core.db import Base, TimestampMixin, new_uuid
@@ -112,6 +122,10 @@ class Node(TimestampMixin, Base):
 
 class Port(TimestampMixin, Base):
     __tablename__ = "ports"
+    __table_args__ = (
+        # One switch port has one cable: two NICs never name the same one.
+        UniqueConstraint("switch_id", "switch_port_name", name="uq_ports_switch_port"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
     node_id: Mapped[str] = mapped_column(
@@ -123,5 +137,12 @@ class Port(TimestampMixin, Base):
     # Who created the port: "admin" (entered by hand; inspection never deletes it) or
     # "inspection" (discovered from the hardware).
     source: Mapped[str] = mapped_column(String(20), default="admin")
+    # Where the cable goes, as Ironic has it: {"switch_id", "port_id", "switch_info"}, kept
+    # as given; switch_id and switch_port_name are what it resolved to, for cheap joins.
+    local_link_connection: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    switch_id: Mapped[str | None] = mapped_column(
+        String(36), ForeignKey("switches.id", ondelete="RESTRICT"), index=True
+    )
+    switch_port_name: Mapped[str | None] = mapped_column(String(255))
 
     node: Mapped[Node] = relationship(back_populates="ports")
