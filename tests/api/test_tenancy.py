@@ -320,7 +320,13 @@ def test_quota_is_enforced_and_usage_is_visible(client, world) -> None:
     assert "instances (limit 1, in use 1, requested 1)" in r.json["detail"]
 
     quota = client.get(url, headers=world.alice).json
-    assert quota["in_use"] == {"instances": 1, "vcpus": 4, "ram_mb": 8192}
+    assert quota["in_use"] == {
+        "instances": 1,
+        "vcpus": 4,
+        "ram_mb": 8192,
+        "networks": 0,
+        "subnets": 0,
+    }
     assert quota["limits"]["instances"] == 1
     names = [i["name"] for i in client.get("/v1/instances", headers=world.alice).json["instances"]]
     assert names == ["one"]
