@@ -311,7 +311,13 @@ def test_quota_is_enforced_and_usage_is_visible(client, world) -> None:
     r = client.put(url, json={"instances": 1}, headers=world.admin)
     assert r.status_code == 200, r.json
     assert r.json["limits"]["instances"] == 1
-    assert r.json["in_use"] == {"instances": 0, "vcpus": 0, "ram_mb": 0}
+    assert r.json["in_use"] == {
+        "instances": 0,
+        "vcpus": 0,
+        "ram_mb": 0,
+        "networks": 0,
+        "subnets": 0,
+    }
 
     assert boot(client, world, world.alice, name="one").status_code == 202
     r = boot(client, world, world.alice, name="two")

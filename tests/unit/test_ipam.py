@@ -49,7 +49,11 @@ def tiny_network(ctx, *pools: tuple[str, str]) -> str:
         net = Network(name="tiny")
         for i, (start, end) in enumerate(pools):
             net.subnets.append(
-                Subnet(cidr=f"10.{i}.0.0/24", pool_start=start, pool_end=end, gateway_ip=None)
+                Subnet(
+                    cidr=f"10.{i}.0.0/24",
+                    allocation_pools=[{"start": start, "end": end}],
+                    gateway_ip=None,
+                )
             )
         s.add(net)
         s.flush()
@@ -58,7 +62,8 @@ def tiny_network(ctx, *pools: tuple[str, str]) -> str:
 
 def allocate(ctx, net_id: str, instance_id: str) -> str:
     with ctx.session() as s:
-        return ipam.allocate(s, s.get_one(Network, net_id), instance_id).address
+        (alloc,) = ipam.allocate(s, s.get_one(Network, net_id), instance_id)
+        return alloc.address
 
 
 def test_provider_network_hands_out_unique_addresses_lowest_first(ctx, make_instance) -> None:
