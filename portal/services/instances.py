@@ -211,6 +211,7 @@ def _default_network(s: Session, principal: Principal) -> list[tuple[Network, st
             .where(Network.project_id == principal.project_id)
             .order_by(Network.name)
             .limit(MAX_NICS + 1)
+            .with_for_update(read=True, key_share=True)  # as get_visible(lock=True)
         )
     )
     if len(own) > 1:
@@ -220,7 +221,7 @@ def _default_network(s: Session, principal: Principal) -> list[tuple[Network, st
             errors=[{"field": "networks", "message": "several networks: choose"}],
             choices=[{"id": n.id, "name": n.name} for n in own],
         )
-    net = own[0] if own else network_svc.provider(s)
+    net = own[0] if own else network_svc.provider(s, lock=True)
     if net is None:
         return []  # no network at all: a server with no address (as before networks)
     _needs_ipv4(net, "networks")

@@ -65,14 +65,18 @@ def ensure_provider(ctx: Context, s: Session) -> Network:
     return net
 
 
-def provider(s: Session) -> Network | None:
-    """The network instances get when they ask for none and their project has none."""
-    return s.scalars(
+def provider(s: Session, *, lock: bool = False) -> Network | None:
+    """The network instances get when they ask for none and their project has none
+    (``lock``: as in ``get_visible``)."""
+    stmt = (
         select(Network)
         .where(Network.project_id.is_(None), Network.shared.is_(True))
         .order_by(Network.created_at, Network.id)
         .limit(1)
-    ).first()
+    )
+    if lock:
+        stmt = stmt.with_for_update(read=True, key_share=True)
+    return s.scalars(stmt).first()
 
 
 def visible(principal: Principal) -> Select[Network]:
@@ -192,6 +196,12 @@ def create(ctx: Context, s: Session, data: dict[str, Any], principal: Principal)
         "mtu": data.get("mtu"),
     }
     net = _insert(s, fields, physnet, segment, allocate=kind == VLAN and segment is None)
+    # Provider attributes are admins' business: only in events tenants cannot read.
+    segment_info = (
+        {"physical_network": physnet, "segmentation_id": net.segmentation_id}
+        if project_id is None
+        else {}
+    )
     events.record(
         s,
         "network.created",
@@ -201,9 +211,8 @@ def create(ctx: Context, s: Session, data: dict[str, Any], principal: Principal)
         project_id=project_id,
         name=name,
         network_type=kind,
-        physical_network=physnet,
-        segmentation_id=net.segmentation_id,
         shared=net.shared,
+        **segment_info,
     )
     return net
 
@@ -321,6 +330,4 @@ def delete(ctx: Context, s: Session, net: Network, principal: Principal) -> None
         actor=principal.actor,
         project_id=net.project_id,
         name=net.name,
-        physical_network=net.physical_network,
-        segmentation_id=net.segmentation_id,
     )

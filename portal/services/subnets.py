@@ -241,7 +241,7 @@ def update(s: Session, subnet: Subnet, changes: dict[str, Any], principal: Princ
         subnet.host_routes = check_routes(net, changes["host_routes"] or [])
     for key in ("name", "description"):
         if key in changes:
-            setattr(subnet, key, changes[key] if changes[key] is not None or key != "name" else "")
+            setattr(subnet, key, changes[key])
     events.record(
         s,
         "subnet.updated",

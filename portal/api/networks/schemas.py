@@ -107,8 +107,11 @@ class SubnetCreate(Schema):
     )
     name = fields.String(validate=validate.Length(max=255))
     description = fields.String(allow_none=True, validate=DESCRIPTION)
-    ip_version = fields.Integer(
-        validate=validate.OneOf([4, 6]), metadata={"description": "default: the CIDR's"}
+    ip_version = Int64(
+        min=4,
+        max=6,
+        validate=validate.OneOf([4, 6]),
+        metadata={"description": "default: the CIDR's"},
     )
     cidr = fields.String(required=True, validate=CIDR, metadata={"description": "e.g. 10.0.0.0/24"})
     gateway_ip = fields.String(
@@ -157,7 +160,7 @@ class SubnetListArgs(ListArgs):
     sort_key = sort_keys("created_at", "name", "cidr")
     network_id = fields.String()
     name = fields.String()
-    ip_version = fields.Integer(validate=validate.OneOf([4, 6]))
+    ip_version = Int64(min=4, max=6, validate=validate.OneOf([4, 6]))
 
 
 class RangeCreate(Schema):
