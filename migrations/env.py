@@ -24,6 +24,13 @@ def run_offline() -> None:
 def run_online() -> None:
     engine = make_engine(url)
     with engine.connect() as connection:
+        sqlite = engine.dialect.name == "sqlite"
+        if sqlite:
+            # A batch rebuild drops and renames the table: with foreign keys enforced,
+            # the DROP would first delete its rows, cascading into every child table
+            # (a network's subnets and allocations). Off for the migration (only outside a
+            # transaction does the pragma take), checked before the commit instead.
+            connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
         # SQLite cannot ALTER most things: batch mode rebuilds tables instead.
         context.configure(
             connection=connection,
@@ -33,6 +40,10 @@ def run_online() -> None:
         )
         with context.begin_transaction():
             context.run_migrations()
+            if sqlite:
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+                if broken:
+                    raise RuntimeError(f"migration left dangling foreign keys: {broken[:10]}")
     engine.dispose()
 
 

@@ -24,6 +24,7 @@ from portal.api.images.views import blp as images_blp
 from portal.api.instances.views import blp as instances_blp
 from portal.api.jsonprovider import OrjsonProvider
 from portal.api.keypairs.views import blp as keypairs_blp
+from portal.api.networks.views import blp as networks_blp
 from portal.api.nodes.views import NodeIdent, node_ident_schema
 from portal.api.nodes.views import blp as nodes_blp
 from portal.api.server_groups.views import blp as server_groups_blp
@@ -105,6 +106,7 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
         flavors_blp,
         images_blp,
         instances_blp,
+        networks_blp,
         keypairs_blp,
         server_groups_blp,
         aggregates_blp,

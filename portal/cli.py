@@ -81,12 +81,13 @@ def _ensure_provider_network() -> None:
     with ctx.session() as s:
         net = networks.ensure_provider(ctx, s)
         subnet = net.subnets[0]
+        pools = ", ".join(f"{p['start']}-{p['end']}" for p in subnet.allocation_pools)
         click.echo(
-            f"provider network {net.name}: {subnet.cidr}, pool {subnet.pool_start}-"
-            f"{subnet.pool_end} (BMS_PROVIDER_CIDR / BMS_PROVIDER_POOL)"
+            f"provider network {net.name}: {subnet.cidr}, pool {pools}"
+            " (BMS_PROVIDER_CIDR / BMS_PROVIDER_POOL)"
         )
         wanted = ctx.settings.provider_network_cidr, ctx.settings.provider_network_pool
-        if wanted != (subnet.cidr, f"{subnet.pool_start}-{subnet.pool_end}"):
+        if wanted != (subnet.cidr, pools):
             click.echo(
                 f"warning: BMS_PROVIDER_CIDR/POOL ask for {wanted[0]}, {wanted[1]}, but the "
                 "network already exists with the values above; settings only apply to a "

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from portal.core.errors import QuotaExceeded
 from tenants.models import Quota
 
-RESOURCES = ("instances", "vcpus", "ram_mb")
+RESOURCES = ("instances", "vcpus", "ram_mb", "networks", "subnets")
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,8 @@ class Defaults:
     instances: int
     vcpus: int
     ram_mb: int
+    networks: int = 10
+    subnets: int = 20
 
 
 def ensure(session: Session, project_id: str, defaults: Defaults) -> Quota:
@@ -30,6 +32,8 @@ def ensure(session: Session, project_id: str, defaults: Defaults) -> Quota:
             instances=defaults.instances,
             vcpus=defaults.vcpus,
             ram_mb=defaults.ram_mb,
+            networks=defaults.networks,
+            subnets=defaults.subnets,
         )
         session.add(quota)
         session.flush()
@@ -40,17 +44,27 @@ def reserve(
     session: Session,
     project_id: str,
     *,
-    instances: int,
-    vcpus: int,
-    ram_mb: int,
+    instances: int = 0,
+    vcpus: int = 0,
+    ram_mb: int = 0,
+    networks: int = 0,
+    subnets: int = 0,
     defaults: Defaults | None = None,
 ) -> None:
     """Add usage if every limit allows it, atomically; raise :class:`QuotaExceeded` if not.
 
-    With ``defaults``, a project without a quota row gets one (the row is looked for only
-    when the UPDATE matched nothing, so the usual case is one statement).
+    Only the resources asked for are checked: a project over its network limit (lowered by
+    an admin) can still create instances. With ``defaults``, a project without a quota row
+    gets one (the row is looked for only when the UPDATE matched nothing, so the usual case
+    is one statement).
     """
-    want = {"instances": instances, "vcpus": vcpus, "ram_mb": ram_mb}
+    want = {
+        "instances": instances,
+        "vcpus": vcpus,
+        "ram_mb": ram_mb,
+        "networks": networks,
+        "subnets": subnets,
+    }
     params: dict[str, Any] = {f"want_{r}": n for r, n in want.items()}
     params["quota_project"] = project_id
     if session.execute(_reserve_statement(), params).rowcount == 1:  # type: ignore[attr-defined]
@@ -60,14 +74,16 @@ def reserve(
     ).scalar_one_or_none()
     if quota is None and defaults is not None:
         ensure(session, project_id, defaults)
-        return reserve(session, project_id, instances=instances, vcpus=vcpus, ram_mb=ram_mb)
+        return reserve(session, project_id, **want)  # type: ignore[arg-type]
     if quota is None:
         raise QuotaExceeded(f"project {project_id} has no quota", resources=[])
     over = [
         f"{r} (limit {getattr(quota, r)}, in use {getattr(quota, f'{r}_used')}, "
         f"requested {want[r]})"
         for r in RESOURCES
-        if getattr(quota, r) >= 0 and getattr(quota, r + "_used") + want[r] > getattr(quota, r)
+        if want[r] > 0
+        and getattr(quota, r) >= 0
+        and getattr(quota, r + "_used") + want[r] > getattr(quota, r)
     ]
     raise QuotaExceeded("quota exceeded for " + "; ".join(over), resources=over)
 
@@ -81,20 +97,35 @@ def _reserve_statement() -> Any:
     return (
         update(Quota)
         .where(Quota.project_id == bindparam("quota_project"))
-        .where(*[or_(cols[r] < 0, used[r] + want[r] <= cols[r]) for r in RESOURCES])
+        .where(*[or_(cols[r] < 0, want[r] <= 0, used[r] + want[r] <= cols[r]) for r in RESOURCES])
         .values({f"{r}_used": used[r] + want[r] for r in RESOURCES})
         .execution_options(synchronize_session=False)
     )
 
 
-def release(session: Session, project_id: str, *, instances: int, vcpus: int, ram_mb: int) -> None:
+def release(
+    session: Session,
+    project_id: str,
+    *,
+    instances: int = 0,
+    vcpus: int = 0,
+    ram_mb: int = 0,
+    networks: int = 0,
+    subnets: int = 0,
+) -> None:
+    given = {
+        "instances": instances,
+        "vcpus": vcpus,
+        "ram_mb": ram_mb,
+        "networks": networks,
+        "subnets": subnets,
+    }
+    values = {f"{r}_used": getattr(Quota, f"{r}_used") - n for r, n in given.items() if n}
+    if not values:
+        return
     session.execute(
         update(Quota)
         .where(Quota.project_id == project_id)
-        .values(
-            instances_used=Quota.instances_used - instances,
-            vcpus_used=Quota.vcpus_used - vcpus,
-            ram_mb_used=Quota.ram_mb_used - ram_mb,
-        )
+        .values(values)
         .execution_options(synchronize_session=False)
     )

@@ -10,7 +10,7 @@ from alembic import op
 import portal.core.db
 
 revision = "0010_switches"
-down_revision = "0008"
+down_revision = "0009_tenant_networks"
 branch_labels = None
 depends_on = None
 

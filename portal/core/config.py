@@ -45,6 +45,11 @@ class Settings:
     default_quota_instances: int = 10
     default_quota_vcpus: int = 512
     default_quota_ram_mb: int = 4 * 1024 * 1024
+    default_quota_networks: int = 10
+    default_quota_subnets: int = 20
+    # The physical network tenant VLAN networks are made on when none is named; empty:
+    # the only physical network with segment ranges, else "physnet1".
+    default_physnet: str = ""
     provider_network_cidr: str = "192.0.2.0/24"
     provider_network_pool: str = "192.0.2.10-192.0.2.250"
     provider_network_gateway: str = "192.0.2.1"
@@ -111,6 +116,9 @@ class Settings:
             default_quota_instances=int(e.get("BMS_QUOTA_INSTANCES", "10")),
             default_quota_vcpus=int(e.get("BMS_QUOTA_VCPUS", "512")),
             default_quota_ram_mb=int(e.get("BMS_QUOTA_RAM_MB", str(4 * 1024 * 1024))),
+            default_quota_networks=int(e.get("BMS_QUOTA_NETWORKS", "10")),
+            default_quota_subnets=int(e.get("BMS_QUOTA_SUBNETS", "20")),
+            default_physnet=e.get("BMS_DEFAULT_PHYSNET", "").strip(),
             provider_network_cidr=e.get("BMS_PROVIDER_CIDR", "192.0.2.0/24"),
             provider_network_pool=e.get("BMS_PROVIDER_POOL", "192.0.2.10-192.0.2.250"),
             provider_network_gateway=e.get("BMS_PROVIDER_GATEWAY", "192.0.2.1"),

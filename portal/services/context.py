@@ -59,7 +59,13 @@ class Context:
     @property
     def quota_defaults(self) -> Defaults:
         s = self.settings
-        return Defaults(s.default_quota_instances, s.default_quota_vcpus, s.default_quota_ram_mb)
+        return Defaults(
+            s.default_quota_instances,
+            s.default_quota_vcpus,
+            s.default_quota_ram_mb,
+            s.default_quota_networks,
+            s.default_quota_subnets,
+        )
 
     @contextmanager
     def session(self) -> Iterator[Session]:

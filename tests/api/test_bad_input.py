@@ -282,7 +282,7 @@ def test_a_body_referencing_something_unknown_is_422_naming_the_field(ctx, clien
     for over, field in (
         ({"flavor": "no-such-flavor"}, "flavor"),
         ({"image": "no-such-image"}, "image"),
-        ({"networks": ["no-such-net"]}, "networks"),
+        ({"networks": ["no-such-net"]}, "networks.0.network"),
         ({"key_names": ["no-such-key"]}, "key_names"),
         ({"server_group": "no-such-group"}, "server_group"),
     ):

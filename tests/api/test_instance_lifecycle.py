@@ -71,7 +71,7 @@ def test_boot_and_delete_returns_node_to_pool(ctx, client, jobs):
         "available",
     ]
     quota = client.get(f"/v1/projects/{w.alice_project}/quota", headers=w.alice).json
-    assert quota["in_use"] == {"instances": 0, "vcpus": 0, "ram_mb": 0}
+    assert quota["in_use"] == {"instances": 0, "vcpus": 0, "ram_mb": 0, "networks": 0, "subnets": 0}
 
 
 def test_no_valid_host_explains_why(ctx, client, jobs):

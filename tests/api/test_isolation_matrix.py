@@ -101,6 +101,17 @@ def tenants(client, ctx) -> dict[str, Any]:
         client.post("/v1/nodes", json=node_body(1, owner=w.alice_project), headers=admin)
     )
     port = node["ports"][0]
+    segments = _created(
+        client.post(
+            "/v1/segment-ranges",
+            json={"physical_network": "physnet1", "minimum": 100, "maximum": 199},
+            headers=admin,
+        )
+    )
+    network = _created(client.post("/v1/networks", json={"name": "a-net"}, headers=a))
+    subnet = _created(
+        client.post("/v1/subnets", json={"network": "a-net", "cidr": "10.1.0.0/24"}, headers=a)
+    )
     aggregate = _created(
         client.post(
             "/v1/aggregates", json={"name": "a-agg", "projects": [w.alice_project]}, headers=admin
@@ -134,6 +145,9 @@ def tenants(client, ctx) -> dict[str, Any]:
             "port": port["uuid"],
             "aggregate": aggregate["id"],
             "switch": switch["id"],
+            "network": network["id"],
+            "subnet": subnet["id"],
+            "segment_range": segments["id"],
         },
     }
 
@@ -169,6 +183,9 @@ FACTORIES: dict[str, Callable[[Ids], dict[str, str]]] = {
     "/v1/switches/{ident}": lambda i: {"ident": i["switch"]},
     "/v1/switches/{ident}/ports": lambda i: {"ident": i["switch"]},
     "/v1/users/{user_id}/tokens": lambda i: {"user_id": i["user"]},
+    "/v1/networks/{network_id}": lambda i: {"network_id": i["network"]},
+    "/v1/subnets/{subnet_id}": lambda i: {"subnet_id": i["subnet"]},
+    "/v1/segment-ranges/{range_id}": lambda i: {"range_id": i["segment_range"]},
     "/v1/tokens/{token_id}": lambda i: {"token_id": i["token"]},
 }
 # "METHOD path" -> a valid request body, for tenant writes that take one (the body is read
@@ -181,6 +198,8 @@ BODIES: dict[str, dict[str, Any]] = {
     },
     "POST /v1/images/{image_id}/members": {"json": {"project_id": "{bob_project}"}},
     "POST /v1/users/{user_id}/tokens": {"json": {}},
+    "PATCH /v1/networks/{network_id}": {"json": {"name": "taken-over"}},
+    "PATCH /v1/subnets/{subnet_id}": {"json": {"name": "taken-over"}},
 }
 
 
@@ -263,6 +282,8 @@ def test_isolation_matrix_covers_every_path(client, tenants) -> None:
         f"/v1/keypairs/{ids['keypair']}",
         f"/v1/server-groups/{ids['group']}",
         f"/v1/instances/{ids['instance']}",
+        f"/v1/networks/{ids['network']}",
+        f"/v1/subnets/{ids['subnet']}",
     ):
         assert client.get(url, headers=a).status_code == 200, url
     assert client.get(f"/v1/nodes/{ids['node']}", headers=w.admin).status_code == 200
@@ -274,8 +295,10 @@ def test_isolation_matrix_covers_every_path(client, tenants) -> None:
 def test_lists_never_show_another_tenants_items(client, tenants) -> None:
     spec = client.get("/v1/openapi.json").json
     ids, callers = tenants["ids"], tenants["callers"]
-    # The node and aggregate are admin-made; the rest are A's. Names too, for keypairs.
-    secret = [v for k, v in ids.items() if k not in ("node", "port", "aggregate", "switch")]
+    # The node, aggregate, switch and range are admin-made; the rest are A's. Names too,
+    # for keypairs.
+    admin_made = ("node", "port", "aggregate", "switch", "segment_range")
+    secret = [v for k, v in ids.items() if k not in admin_made]
     lists = [(p, op) for p, m, op in _operations(spec) if m == "get" and "{" not in p]
     assert len(lists) >= 10
     for path, op in lists:

@@ -46,6 +46,22 @@ SEMANTIC: dict[str, set[str]] = {
     "POST /v1/images": {"owner"},
     "POST /v1/images/{image_id}/members": {"project_id"},
     "POST /v1/keypairs": {"public_key"},
+    # Address grammar and relations (a canonical CIDR, a gateway and pools inside it, no
+    # overlap with another subnet or pool) and the network a body names.
+    "POST /v1/subnets": {
+        "network",
+        "cidr",
+        "ip_version",
+        "gateway_ip",
+        "allocation_pools",
+        "dns_nameservers",
+        "host_routes",
+    },
+    "PATCH /v1/subnets/{subnet_id}": {"dns_nameservers", "host_routes"},
+    # An admin's network for a project that must exist.
+    "POST /v1/networks": {"project_id", "segmentation_id"},
+    # minimum <= maximum.
+    "POST /v1/segment-ranges": {"minimum"},
     "POST /v1/users": {"project_id"},
     "POST /v1/nodes": {"capabilities", "owner", "lessee", "driver_info", "ports"},
     "POST /v1/ports": {"node", "local_link_connection"},

@@ -311,7 +311,13 @@ def test_quota_is_enforced_and_usage_is_visible(client, world) -> None:
     r = client.put(url, json={"instances": 1}, headers=world.admin)
     assert r.status_code == 200, r.json
     assert r.json["limits"]["instances"] == 1
-    assert r.json["in_use"] == {"instances": 0, "vcpus": 0, "ram_mb": 0}
+    assert r.json["in_use"] == {
+        "instances": 0,
+        "vcpus": 0,
+        "ram_mb": 0,
+        "networks": 0,
+        "subnets": 0,
+    }
 
     assert boot(client, world, world.alice, name="one").status_code == 202
     r = boot(client, world, world.alice, name="two")
@@ -320,7 +326,13 @@ def test_quota_is_enforced_and_usage_is_visible(client, world) -> None:
     assert "instances (limit 1, in use 1, requested 1)" in r.json["detail"]
 
     quota = client.get(url, headers=world.alice).json
-    assert quota["in_use"] == {"instances": 1, "vcpus": 4, "ram_mb": 8192}
+    assert quota["in_use"] == {
+        "instances": 1,
+        "vcpus": 4,
+        "ram_mb": 8192,
+        "networks": 0,
+        "subnets": 0,
+    }
     assert quota["limits"]["instances"] == 1
     names = [i["name"] for i in client.get("/v1/instances", headers=world.alice).json["instances"]]
     assert names == ["one"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import threading
 from collections.abc import Callable
 
 import pytest
@@ -10,8 +11,16 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from portal.core import ipam
-from portal.core.errors import Conflict
-from portal.core.models import Flavor, Image, Instance, IPAllocation, Network, Subnet
+from portal.core.errors import Conflict, Invalid
+from portal.core.models import (
+    Flavor,
+    Image,
+    Instance,
+    InstanceVif,
+    IPAllocation,
+    Network,
+    Subnet,
+)
 from portal.services import networks
 from tenants.models import Project
 
@@ -49,7 +58,11 @@ def tiny_network(ctx, *pools: tuple[str, str]) -> str:
         net = Network(name="tiny")
         for i, (start, end) in enumerate(pools):
             net.subnets.append(
-                Subnet(cidr=f"10.{i}.0.0/24", pool_start=start, pool_end=end, gateway_ip=None)
+                Subnet(
+                    cidr=f"10.{i}.0.0/24",
+                    allocation_pools=[{"start": start, "end": end}],
+                    gateway_ip=None,
+                )
             )
         s.add(net)
         s.flush()
@@ -58,7 +71,8 @@ def tiny_network(ctx, *pools: tuple[str, str]) -> str:
 
 def allocate(ctx, net_id: str, instance_id: str) -> str:
     with ctx.session() as s:
-        return ipam.allocate(s, s.get_one(Network, net_id), instance_id).address
+        (alloc,) = ipam.allocate(s, s.get_one(Network, net_id), instance_id)
+        return alloc.address
 
 
 def test_provider_network_hands_out_unique_addresses_lowest_first(ctx, make_instance) -> None:
@@ -142,3 +156,163 @@ def test_purging_an_instance_row_cascades_to_its_addresses(ctx, make_instance) -
     with ctx.session() as s:
         s.execute(delete(Instance).where(Instance.id == inst))
     assert allocate(ctx, net_id, make_instance()) == "10.0.0.10"
+
+
+# -- generalised allocator: fixed IPs, IPv6, VIFs, many subnets, races --------------------------
+
+
+def dual_network(ctx, gateway: str | None = "10.7.0.1") -> str:
+    with ctx.session() as s:
+        net = Network(name="dual", network_type="flat", physical_network="p-dual")
+        net.subnets.append(
+            Subnet(
+                cidr="10.7.0.0/24",
+                ip_version=4,
+                gateway_ip=gateway,
+                allocation_pools=[{"start": "10.7.0.10", "end": "10.7.0.12"}],
+            )
+        )
+        net.subnets.append(
+            Subnet(
+                cidr="2001:db8:7::/64",
+                ip_version=6,
+                gateway_ip="2001:db8:7::1",
+                allocation_pools=[{"start": "2001:db8:7::10", "end": "2001:db8:7::ffff"}],
+            )
+        )
+        s.add(net)
+        s.flush()
+        return net.id
+
+
+def test_a_network_with_an_ipv6_subnet_gives_both_versions(ctx, make_instance) -> None:
+    net_id = dual_network(ctx)
+    inst = make_instance()
+    with ctx.session() as s:
+        got = ipam.allocate(s, s.get_one(Network, net_id), inst)
+        assert [(a.address, a.subnet.ip_version) for a in got] == [
+            ("10.7.0.10", 4),
+            ("2001:db8:7::10", 6),
+        ]
+
+
+@pytest.mark.parametrize(
+    ("fixed", "error", "match"),
+    [
+        ("10.7.0.200", None, None),  # outside the pools but inside the CIDR: allowed
+        ("10.8.0.1", Invalid, "in no subnet"),
+        ("10.7.0.1", Invalid, "gateway"),
+        ("10.7.0.0", Invalid, "network address"),
+        ("10.7.0.255", Invalid, "broadcast"),
+        ("2001:db8:7::1", Invalid, "gateway"),
+    ],
+)
+def test_fixed_ips(ctx, make_instance, fixed, error, match) -> None:
+    net_id = dual_network(ctx)
+    inst = make_instance()
+    with ctx.session() as s:
+        net = s.get_one(Network, net_id)
+        if error is None:
+            got = ipam.allocate(s, net, inst, fixed_ip=fixed)
+            assert got[0].address == fixed and len(got) == 2
+            return
+        with pytest.raises(error, match=match) as info:
+            ipam.allocate(s, net, inst, fixed_ip=fixed)
+        assert info.value.extra["errors"][0]["field"] == "fixed_ip"
+
+
+def test_a_taken_fixed_ip_is_a_conflict_naming_the_field(ctx, make_instance) -> None:
+    net_id = dual_network(ctx)
+    first, second = make_instance(), make_instance()
+    with ctx.session() as s:
+        ipam.allocate(s, s.get_one(Network, net_id), first, fixed_ip="10.7.0.11")
+    with ctx.session() as s, pytest.raises(Conflict, match="already in use") as info:
+        ipam.allocate(s, s.get_one(Network, net_id), second, fixed_ip="10.7.0.11")
+    assert info.value.extra["errors"] == [{"field": "fixed_ip", "message": info.value.detail}]
+    # Automatic allocation skips it.
+    third = make_instance()
+    with ctx.session() as s:
+        got = ipam.allocate(s, s.get_one(Network, net_id), second)
+        assert got[0].address == "10.7.0.10"
+        assert ipam.allocate(s, s.get_one(Network, net_id), third)[0].address == "10.7.0.12"
+
+
+def test_a_network_without_ipv4_is_refused(ctx, make_instance) -> None:
+    inst = make_instance()
+    with ctx.session() as s:
+        net = Network(name="v6only", network_type="flat", physical_network="p6")
+        net.subnets.append(
+            Subnet(
+                cidr="2001:db8:9::/64",
+                ip_version=6,
+                allocation_pools=[{"start": "2001:db8:9::2", "end": "2001:db8:9::9"}],
+            )
+        )
+        s.add(net)
+        s.flush()
+        with pytest.raises(Conflict, match="no IPv4 subnet"):
+            ipam.allocate(s, net, inst)
+
+
+def test_allocation_walks_many_subnets_and_pools(ctx, make_instance) -> None:
+    with ctx.session() as s:
+        net = Network(name="many", network_type="flat", physical_network="p-many")
+        for i in range(6):
+            net.subnets.append(
+                Subnet(
+                    cidr=f"10.{20 + i}.0.0/24",
+                    ip_version=4,
+                    gateway_ip=f"10.{20 + i}.0.1",
+                    allocation_pools=[
+                        {"start": f"10.{20 + i}.0.5", "end": f"10.{20 + i}.0.5"},
+                        {"start": f"10.{20 + i}.0.9", "end": f"10.{20 + i}.0.9"},
+                    ],
+                )
+            )
+        s.add(net)
+        s.flush()
+        net_id = net.id
+    got = [allocate(ctx, net_id, make_instance()) for _ in range(12)]
+    assert got == [f"10.{20 + i}.0.{h}" for i in range(6) for h in (5, 9)]
+    with pytest.raises(Conflict, match="no free IP address left on network 'many'"):
+        allocate(ctx, net_id, make_instance())
+
+
+def test_allocate_vifs_fills_what_each_vif_lacks(ctx, make_instance) -> None:
+    net_id = dual_network(ctx)
+    inst = make_instance()
+    with ctx.session() as s:
+        vif = InstanceVif(instance_id=inst, network_id=net_id, index=0, fixed_ip="10.7.0.12")
+        s.add(vif)
+        s.flush()
+        ipam.allocate(s, s.get_one(Network, net_id), inst, "10.7.0.12", vif.id)
+    with ctx.session() as s:
+        held = ipam.allocate_vifs(s, inst)
+        assert [a.address for a in held] == ["10.7.0.12", "2001:db8:7::10"]
+        assert {a.vif_id for a in held} == {vif.id}
+    with ctx.session() as s:  # again: nothing is missing, nothing new
+        assert [a.address for a in ipam.allocate_vifs(s, inst)] == ["10.7.0.12", "2001:db8:7::10"]
+
+
+def test_concurrent_allocations_never_share_an_address(ctx, make_instance) -> None:
+    """20 threads, each its own transaction, allocate at once: 20 distinct addresses."""
+    net_id = tiny_network(ctx, ("10.0.0.10", "10.0.0.60"))
+    instances = [make_instance() for _ in range(20)]
+    barrier = threading.Barrier(len(instances))
+    got: list[str] = []
+    errors: list[BaseException] = []
+
+    def run(inst: str) -> None:
+        try:
+            barrier.wait()
+            got.append(allocate(ctx, net_id, inst))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in instances]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(got, key=ipaddress.ip_address) == [f"10.0.0.{i}" for i in range(10, 30)]

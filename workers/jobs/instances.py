@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from portal.core import events, ipam, lifecycle, locks
-from portal.core.models import Instance, Network, Node
+from portal.core.models import Instance, Node
 from portal.core.states import (
     ACTIVE,
     AVAILABLE,
@@ -169,23 +168,8 @@ def _claimed(
 
 
 def _allocate_addresses(session: Session, inst: Instance) -> None:
-    wanted = inst.requested_networks or []
-    query = (
-        select(Network).where(Network.id.in_(wanted))
-        if wanted
-        else (
-            select(Network)
-            .where(Network.project_id.is_(None), Network.shared.is_(True))
-            .order_by(Network.created_at)
-            .limit(1)
-        )
-    )
-    allocs = [ipam.allocate(session, network, inst.id) for network in session.scalars(query)]
-    if len(allocs) <= 1:
-        # The instance's addresses are exactly these: no need to read them back.
-        set_committed_value(inst, "addresses", allocs)
-    else:
-        session.expire(inst, ["addresses"])  # reloaded, in address order, when read
+    # Each VIF (requested network) gets what it lacks; the result is all the instance holds.
+    set_committed_value(inst, "addresses", ipam.allocate_vifs(session, inst.id))
 
 
 def _deploy(

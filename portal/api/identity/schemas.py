@@ -76,17 +76,18 @@ class TokenOut(Schema):
     token = fields.String(metadata={"description": "shown once, at creation"})
 
 
+QUOTA_RESOURCES = ("instances", "vcpus", "ram_mb", "networks", "subnets")
+
+
 class QuotaOut(Schema):
     project_id = fields.String()
-    limits = fields.Function(
-        lambda q: {"instances": q.instances, "vcpus": q.vcpus, "ram_mb": q.ram_mb}
-    )
-    in_use = fields.Function(
-        lambda q: {"instances": q.instances_used, "vcpus": q.vcpus_used, "ram_mb": q.ram_mb_used}
-    )
+    limits = fields.Function(lambda q: {r: getattr(q, r) for r in QUOTA_RESOURCES})
+    in_use = fields.Function(lambda q: {r: getattr(q, f"{r}_used") for r in QUOTA_RESOURCES})
 
 
 class QuotaUpdate(Schema):
     instances = Int64(min=-1, max=10**9)
     vcpus = Int64(min=-1, max=10**9)
     ram_mb = Int64(min=-1, max=INT32_MAX)
+    networks = Int64(min=-1, max=10**6)
+    subnets = Int64(min=-1, max=10**6)

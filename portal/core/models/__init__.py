@@ -6,7 +6,7 @@ from portal.core.models.flavor import Flavor, FlavorAccess
 from portal.core.models.image import Image, ImageMember
 from portal.core.models.instance import Instance, Keypair
 from portal.core.models.inventory import NodeInventory
-from portal.core.models.network import IPAllocation, Network, Subnet
+from portal.core.models.network import InstanceVif, IPAllocation, Network, SegmentRange, Subnet
 from portal.core.models.node import Node, Port
 from portal.core.models.placement import Aggregate, AggregateNode, AggregateProject, ServerGroup
 from portal.core.models.switch import Switch, SwitchPort
@@ -23,11 +23,13 @@ __all__ = [
     "Image",
     "ImageMember",
     "Instance",
+    "InstanceVif",
     "Keypair",
     "Network",
     "Node",
     "NodeInventory",
     "Port",
+    "SegmentRange",
     "ServerGroup",
     "Subnet",
     "Switch",

@@ -9,7 +9,7 @@ from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstrain
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.core.db import Base, TimestampMixin, new_uuid
-from portal.core.models.network import IPAllocation
+from portal.core.models.network import InstanceVif, IPAllocation
 
 
 class Instance(TimestampMixin, Base):
@@ -42,8 +42,6 @@ class Instance(TimestampMixin, Base):
     scheduler_hints: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # Nova's server metadata: the tenant's key/value pairs, on the config drive ("meta").
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
-    # Requested networks (ids); the provider network when none were asked for.
-    requested_networks: Mapped[list[Any]] = mapped_column(default=list)
     # The RQ job working on this instance; the reconciler re-enqueues if it vanished.
     job_id: Mapped[str | None] = mapped_column(String(64))
     launched_at: Mapped[datetime | None] = mapped_column()
@@ -51,6 +49,10 @@ class Instance(TimestampMixin, Base):
 
     # Loaded on access (jobs rarely need them); lists ask for selectinload explicitly.
     addresses: Mapped[list[IPAllocation]] = relationship(order_by="IPAllocation.address")
+    # The requested networks, in request order (one node NIC each).
+    vifs: Mapped[list[InstanceVif]] = relationship(
+        order_by="InstanceVif.index", cascade="all, delete-orphan", passive_deletes=True
+    )
 
 
 class Keypair(TimestampMixin, Base):
