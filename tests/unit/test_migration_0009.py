@@ -183,7 +183,7 @@ def _seed_0008(url: str) -> None:
 def test_upgrade_keeps_the_provider_network_and_allocations(empty_db: str) -> None:
     migrate.upgrade(empty_db, "0008")
     _seed_0008(empty_db)
-    migrate.upgrade(empty_db, "head")
+    migrate.upgrade(empty_db, "0009_tenant_networks")
     assert migrate.current(empty_db) == "0009_tenant_networks"
     engine = create_engine(empty_db)
     with engine.connect() as conn:
