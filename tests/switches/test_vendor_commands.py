@@ -107,15 +107,20 @@ def test_cumulus_nclu() -> None:
 
 def test_ovs_linux_is_one_transaction_line() -> None:
     (line,) = render("ovs_linux")
+    # Admin states first; the one transaction waits until OVSDB shows each of them.
     assert line == (
-        "ovs-vsctl --timeout=10 --db=unix:/run/ovs/db.sock"
-        " set port P1 tag=100 vlan_mode=access 'trunks=[]'"
-        " -- set port P2 vlan_mode=native-untagged tag=100 'trunks=[100,200,201,202]'"
-        " -- set port P3 vlan_mode=trunk 'tag=[]' 'trunks=[300]'"
-        " && ovs-ofctl --timeout=10 mod-port unix:/run/ovs/br0.mgmt P1 up"
+        "ovs-ofctl --timeout=10 mod-port unix:/run/ovs/br0.mgmt P1 up"
         " && ovs-ofctl --timeout=10 mod-port unix:/run/ovs/br0.mgmt P2 up"
         " && ovs-ofctl --timeout=10 mod-port unix:/run/ovs/br0.mgmt P3 up"
         " && ovs-ofctl --timeout=10 mod-port unix:/run/ovs/br0.mgmt P4 down"
+        " && ovs-vsctl --timeout=10 --db=unix:/run/ovs/db.sock"
+        " set port P1 tag=100 vlan_mode=access 'trunks=[]'"
+        " -- set port P2 vlan_mode=native-untagged tag=100 'trunks=[100,200,201,202]'"
+        " -- set port P3 vlan_mode=trunk 'tag=[]' 'trunks=[300]'"
+        " -- wait-until interface P1 admin_state=up"
+        " -- wait-until interface P2 admin_state=up"
+        " -- wait-until interface P3 admin_state=up"
+        " -- wait-until interface P4 admin_state=down"
         "; echo bms-rc=$?"
     )
 

@@ -56,27 +56,26 @@ def _set(vlans: Sequence[int]) -> str:
 def apply_commands(
     settings: dict[str, Any], timeout: float, changes: Sequence[PortConfig]
 ) -> list[list[str]]:
-    """argv lists: the one vsctl transaction, then one ``mod-port`` per port."""
+    """argv lists: one ``mod-port`` per port for its administrative state, then the one
+    vsctl transaction, which also waits until OVSDB reports every port's admin state as
+    set (vswitchd updates ``admin_state`` a moment after ``mod-port``: a read right after
+    would see the old one). The portal flips ports of powered-off nodes only, so a port
+    enabled a moment before its VLAN changes carries no traffic."""
+    last = {c.port: c for c in changes}  # a port changed twice ends as its last change
     txn: list[str] = []
     for change in changes:
         args = port_args(change)
         if args:
             txn += [*(["--"] if txn else []), *args]
-    commands = [[*vsctl_prefix(settings, timeout), *txn]] if txn else []
     target = ofctl_target(settings)
-    last = {c.port: c for c in changes}  # a port changed twice ends as its last change
-    for change in last.values():
+    commands = []
+    for port, change in last.items():
         state = "up" if change.enabled else "down"
         commands.append(
-            [
-                "ovs-ofctl",
-                f"--timeout={max(1, int(timeout))}",
-                "mod-port",
-                target,
-                change.port,
-                state,
-            ]
+            ["ovs-ofctl", f"--timeout={max(1, int(timeout))}", "mod-port", target, port, state]
         )
+        txn += [*(["--"] if txn else []), "wait-until", "interface", port, f"admin_state={state}"]
+    commands.append([*vsctl_prefix(settings, timeout), *txn])
     return commands
 
 
