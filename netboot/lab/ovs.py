@@ -14,6 +14,7 @@ control socket). ``stop()`` is idempotent and leaves no process behind.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -41,6 +42,7 @@ class OvsLab:
         self.dir = Path(directory).resolve()
         self.netns = netns
         self.pids: dict[str, int] = {}
+        self.bridges: list[str] = []
 
     @property
     def db_sock(self) -> Path:
@@ -113,13 +115,21 @@ class OvsLab:
         self.vsctl(
             "--may-exist", "add-br", name, "--", "set", "bridge", name, "datapath_type=netdev"
         )
+        if name not in self.bridges:
+            self.bridges.append(name)
 
     def mgmt(self, bridge: str) -> str:
         """The OpenFlow target of ``bridge`` for ovs-ofctl."""
         return f"unix:{self.dir / bridge}.mgmt"
 
     def stop(self) -> None:
-        """Stop both daemons (idempotent); marker = this scratch directory."""
+        """Stop both daemons (idempotent); marker = this scratch directory. The bridges go
+        first: vswitchd removes their devices (the userspace datapath's taps) only then."""
+        for bridge in self.bridges:
+            # If the daemons are gone already, so are the bridges' devices.
+            with contextlib.suppress(OSError, RuntimeError, subprocess.SubprocessError):
+                self.vsctl("--if-exists", "del-br", bridge)
+        self.bridges.clear()
         for name, pidfile in (("ovs-vswitchd", "vswitchd.pid"), ("ovsdb-server", "ovsdb.pid")):
             pid = self.pids.pop(name, None)
             if pid is None and (self.dir / pidfile).exists():

@@ -20,7 +20,8 @@ from netboot.lab import sshd as sshd_lab
 from netboot.lab.ovs import OvsLab
 from netboot.lab.sshd import SshdLab
 
-BRIDGE = "br0"
+# Its own name per test process: a bridge is a device of the namespace OVS runs in.
+BRIDGE = f"sb{os.getpid() % 100000}"
 
 
 def require(missing: list[str], what: str) -> None:
